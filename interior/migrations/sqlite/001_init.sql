@@ -1,0 +1,11 @@
+CREATE TABLE IF NOT EXISTS interior_dedup (key TEXT PRIMARY KEY, processed_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+	number INTEGER PRIMARY KEY AUTOINCREMENT,
+	operation_id TEXT NOT NULL UNIQUE,
+	draft_id TEXT NOT NULL,
+	team_id TEXT NOT NULL,
+	total_cents BIGINT NOT NULL,
+	currency TEXT NOT NULL,
+	lines TEXT NOT NULL,
+	created_at BIGINT NOT NULL
+);

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"handoff/pkg/envelope"
+)
+
+// Step is one step of an operation on the wire.
+type Step struct {
+	Name       string  `json:"name"`
+	Status     string  `json:"status"`
+	StartedAt  *string `json:"started_at"`
+	FinishedAt *string `json:"finished_at"`
+	Attempts   int     `json:"attempts"`
+	Error      *string `json:"error"`
+}
+
+// Operation is one submission travelling through the interior, as the
+// edge's projection of the interior's status events.
+type Operation struct {
+	ID          string           `json:"id"`
+	DraftID     string           `json:"draft_id"`
+	DraftTitle  string           `json:"draft_title"`
+	MessageID   string           `json:"message_id"`
+	Revision    int64            `json:"revision"`
+	Status      string           `json:"status"`
+	Steps       []Step           `json:"steps"`
+	Error       *envelope.Error  `json:"error"`
+	Result      *envelope.Result `json:"result"`
+	SubmittedBy Member           `json:"submitted_by"`
+	SubmittedAt string           `json:"submitted_at"`
+	UpdatedAt   string           `json:"updated_at"`
+	Seq         int64            `json:"seq"`
+	Retryable   bool             `json:"retryable"`
+	teamID      string
+	raw         operationRawState // what is stored but not sent as is
+}
+
+type operationRawState struct {
+	submittedAt, updatedAt int64
+}
+
+const operationColumns = `o.id, o.team_id, o.draft_id, o.draft_title, o.message_id, o.revision, o.status, o.steps,
+	o.error, o.result, m.id, m.display_name, o.submitted_at, o.updated_at, o.seq`
+
+func scanOperation(sc interface{ Scan(...any) error }) (*Operation, error) {
+	o := &Operation{}
+	var steps string
+	var errJSON, resJSON sql.NullString
+	if err := sc.Scan(&o.ID, &o.teamID, &o.DraftID, &o.DraftTitle, &o.MessageID, &o.Revision, &o.Status, &steps,
+		&errJSON, &resJSON, &o.SubmittedBy.ID, &o.SubmittedBy.DisplayName, &o.raw.submittedAt, &o.raw.updatedAt, &o.Seq); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(steps), &o.Steps); err != nil {
+		return nil, fmt.Errorf("operation %s: steps: %w", o.ID, err)
+	}
+	if errJSON.Valid {
+		o.Error = &envelope.Error{}
+		if err := json.Unmarshal([]byte(errJSON.String), o.Error); err != nil {
+			return nil, fmt.Errorf("operation %s: error: %w", o.ID, err)
+		}
+	}
+	if resJSON.Valid {
+		o.Result = &envelope.Result{}
+		if err := json.Unmarshal([]byte(resJSON.String), o.Result); err != nil {
+			return nil, fmt.Errorf("operation %s: result: %w", o.ID, err)
+		}
+	}
+	o.SubmittedAt, o.UpdatedAt = rfc3339(o.raw.submittedAt), rfc3339(o.raw.updatedAt)
+	return o, nil
+}
+
+// loadOperation reads one operation; teamID "" means any team (the
+// projection), otherwise another team's operation is not found.
+func (s *Server) loadOperation(ctx context.Context, q querier, teamID, id string, forUpdate bool) (*Operation, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, errNotFound
+	}
+	query := `SELECT ` + operationColumns + ` FROM operations o JOIN members m ON m.id = o.submitted_by WHERE o.id = $1 AND ($2 = '' OR o.team_id = $2)`
+	if forUpdate && s.db.Dialect == "postgres" {
+		query += ` FOR UPDATE OF o`
+	}
+	o, err := scanOperation(q.QueryRowContext(ctx, s.db.Q(query), id, teamID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load operation %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// saveOperation writes an operation's changing parts back.
+func (s *Server) saveOperation(ctx context.Context, tx execer, o *Operation) error {
+	steps, err := json.Marshal(o.Steps)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE operations SET status = $2, steps = $3, error = $4, result = $5, updated_at = $6, seq = $7 WHERE id = $1`),
+		o.ID, o.Status, string(steps), nullJSON(o.Error), nullJSON(o.Result), o.raw.updatedAt, o.Seq)
+	if err != nil {
+		return fmt.Errorf("save operation %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func nullJSON[T any](v *T) any {
+	if v == nil {
+		return nil
+	}
+	return string(mustJSON(v))
+}
+
+func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
+	rows, err := s.db.QueryContext(r.Context(), s.db.Q(`SELECT `+operationColumns+` FROM operations o JOIN members m ON m.id = o.submitted_by
+		WHERE o.team_id = $1 ORDER BY o.submitted_at DESC, o.id DESC LIMIT 200`), p.Team.ID)
+	if err != nil {
+		return fmt.Errorf("list operations: %w", err)
+	}
+	defer rows.Close()
+	out := []*Operation{}
+	for rows.Next() {
+		o, err := scanOperation(rows)
+		if err != nil {
+			return fmt.Errorf("list operations: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list operations: %w", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"operations": out})
+	return nil
+}
+
+func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
+	o, err := s.loadOperation(r.Context(), s.db, p.Team.ID, chi.URLParam(r, "id"), false)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+// operationMsg is the socket message for an operation change.
+func operationMsg(o *Operation) []byte {
+	return mustJSON(map[string]any{"type": "operation", "operation": o})
+}

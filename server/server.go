@@ -1,0 +1,194 @@
+// Package server is the edge of handoff: the HTTP API and WebSocket hub
+// where teams edit drafts live, the submit boundary into the interior, and
+// the operations view projected from the interior's status events.
+package server
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"handoff/pkg/bus"
+	"handoff/pkg/catalog"
+	"handoff/pkg/envelope"
+	"handoff/pkg/sqldb"
+	"handoff/pkg/wmx"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Config tunes the edge.
+type Config struct {
+	// Static is the built front end; nil serves the API alone.
+	Static fs.FS
+	// AuthRate is the number of sign-up, join and invite look-ups allowed
+	// per client address per minute.
+	AuthRate int
+}
+
+// Server is the edge.
+type Server struct {
+	db      *sqldb.DB
+	bus     *bus.Bus
+	log     *slog.Logger
+	cfg     Config
+	catalog *catalog.Catalog
+	hub     *Hub
+	locks   draftLocks
+	dedup   wmx.DedupRepository
+	router  *message.Router
+	limiter *rateLimiter
+	metrics metrics
+	// baseCtx outlives requests: sockets run on it after the upgrade.
+	baseCtx context.Context
+	cancel  context.CancelFunc
+}
+
+type metrics struct {
+	sockets, opsApplied, submits atomic.Int64
+}
+
+// Migrate creates or upgrades the edge's tables and its topics.
+func Migrate(ctx context.Context, db *sqldb.DB, b *bus.Bus) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	if err := db.Migrate(ctx, "server", sub); err != nil {
+		return err
+	}
+	return b.InitTopics(ctx, envelope.Topics...)
+}
+
+// New wires the edge; Run starts its projection, Handler serves requests.
+func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error) {
+	if cfg.AuthRate == 0 {
+		cfg.AuthRate = 30
+	}
+	s := &Server{
+		db: db, bus: b, log: log.With("component", "edge"), cfg: cfg, catalog: catalog.Default(), hub: newHub(),
+		dedup:   wmx.DedupRepository{Dialect: db.Dialect, Table: "edge_dedup"},
+		limiter: newRateLimiter(cfg.AuthRate, time.Minute),
+	}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(s.log))
+	if err != nil {
+		return nil, fmt.Errorf("edge router: %w", err)
+	}
+	s.router = router
+	if err := s.addProjection(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run runs the operations projection until ctx ends or Close is called.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.router.Run(ctx); err != nil {
+		return fmt.Errorf("edge router: %w", err)
+	}
+	return nil
+}
+
+// Running is closed once the projection is subscribed.
+func (s *Server) Running() chan struct{} { return s.router.Running() }
+
+// CloseSockets closes every WebSocket with 1001 (going away) and waits for
+// their handlers, or for ctx to end.
+func (s *Server) CloseSockets(ctx context.Context) {
+	s.hub.closeAll(ctx)
+	s.cancel()
+}
+
+// Close stops the projection.
+func (s *Server) Close() error {
+	s.cancel()
+	return s.router.Close()
+}
+
+// Handler is the edge's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, s.logRequests, middleware.Recoverer)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", s.ready)
+	r.Route("/api", func(r chi.Router) {
+		r.Use(sameOrigin)
+		r.With(s.limitAuth).Post("/teams", s.handle(s.createTeam))
+		r.With(s.limitAuth).Post("/invites/lookup", s.handle(s.lookupInvite))
+		r.With(s.limitAuth).Post("/join", s.handle(s.join))
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.Get("/me", s.handle(s.me))
+			r.Post("/logout", s.handle(s.logout))
+			r.Get("/catalog", s.handle(s.getCatalog))
+			r.Get("/drafts", s.handle(s.listDrafts))
+			r.Post("/drafts", s.handle(s.createDraft))
+			r.Get("/drafts/{id}", s.handle(s.getDraft))
+			r.Post("/drafts/{id}/submit", s.handle(s.submitDraft))
+			r.Get("/operations", s.handle(s.listOperations))
+			r.Get("/operations/{id}", s.handle(s.getOperation))
+		})
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, errorf(CodeNotFound, "There is no API endpoint %s %s.", r.Method, r.URL.Path).body())
+		})
+		r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusMethodNotAllowed, errorf("method_not_allowed", "%s is not allowed on %s.", r.Method, r.URL.Path).body())
+		})
+	})
+	r.Handle("/*", s.static())
+	// The socket is mounted outside every middleware that wraps the
+	// response writer.
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/api/ws" {
+			s.serveWS(w, req)
+			return
+		}
+		r.ServeHTTP(w, req)
+	})
+}
+
+func (s *Server) getCatalog(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]any{"products": s.catalog.Products})
+	return nil
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.db.PingContext(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorf(CodeUnavailable, "The database is unreachable.").body())
+		return
+	}
+	if !s.router.IsRunning() {
+		writeJSON(w, http.StatusServiceUnavailable, errorf(CodeUnavailable, "The operations projection is not running.").body())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		if r.URL.Path == "/api/ws" {
+			return
+		}
+		s.log.Debug("request", "request_id", middleware.GetReqID(r.Context()), "method", r.Method, "path", r.URL.Path,
+			"status", ww.Status(), "duration_ms", time.Since(start).Milliseconds())
+	})
+}

@@ -1,0 +1,217 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Socket limits.
+const (
+	maxFrame     = 64 << 10
+	writeTimeout = 5 * time.Second
+	pingInterval = 20 * time.Second
+	pingTimeout  = 10 * time.Second
+	// frameRate and frameBurst bound the frames a socket may send.
+	frameRate  = 50
+	frameBurst = 100
+)
+
+// clientMsg is any frame a client sends.
+type clientMsg struct {
+	Type         string          `json:"type"`
+	DraftID      string          `json:"draft_id"`
+	ClientOpID   string          `json:"client_op_id"`
+	BaseRevision *int64          `json:"base_revision"`
+	Op           json.RawMessage `json:"op"`
+	Focus        *string         `json:"focus"`
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	p, err := s.principalOf(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// Accept refuses a cross-origin handshake by itself.
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(maxFrame)
+	c := &conn{ws: ws, p: p, send: make(chan []byte, sendQueue), done: make(chan struct{}), drafts: map[string]*string{}}
+	if !s.hub.add(c) {
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	s.metrics.sockets.Add(1)
+	defer func() {
+		s.metrics.sockets.Add(-1)
+		for _, id := range s.hub.remove(c) {
+			s.hub.broadcastPresence(id)
+		}
+	}()
+	// r.Context() is not to be used after the upgrade; the socket lives on
+	// the server's context and ends with it or with the connection.
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	go s.writeLoop(ctx, c)
+	c.enqueue(mustJSON(map[string]any{"type": "hello", "member": p.Member, "team": p.Team}))
+	s.readLoop(ctx, c)
+	c.kill(websocket.StatusNormalClosure, "")
+}
+
+func (s *Server) writeLoop(ctx context.Context, c *conn) {
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-ctx.Done():
+			c.kill(websocket.StatusGoingAway, "server shutting down")
+			return
+		case msg := <-c.send:
+			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+			err := c.ws.Write(wctx, websocket.MessageText, msg)
+			cancel()
+			if err != nil {
+				c.kill(websocket.StatusPolicyViolation, "write timed out")
+				return
+			}
+		case <-ping.C:
+			go func() {
+				pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+				defer cancel()
+				if err := c.ws.Ping(pctx); err != nil {
+					c.kill(websocket.StatusPolicyViolation, "no answer to ping")
+				}
+			}()
+		}
+	}
+}
+
+func (s *Server) readLoop(ctx context.Context, c *conn) {
+	tokens, last := float64(frameBurst), time.Now()
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		tokens = min(frameBurst, tokens+now.Sub(last).Seconds()*frameRate)
+		last = now
+		if typ != websocket.MessageText {
+			c.enqueue(errorMsg(errorf(CodeBadRequest, "Frames must be text, one JSON object each.")))
+			continue
+		}
+		var m clientMsg
+		if err := decodeBytes(data, &m); err != nil {
+			c.enqueue(errorMsg(err))
+			continue
+		}
+		if tokens < 1 {
+			s.refuseRate(c, &m)
+			continue
+		}
+		tokens--
+		s.handleFrame(ctx, c, &m)
+	}
+}
+
+func (s *Server) refuseRate(c *conn, m *clientMsg) {
+	e := &Error{Code: CodeRateLimited, Message: "Too many messages; slow down.", Extra: map[string]any{"retry_after": 1}}
+	if m.Type == "op" {
+		c.enqueue(rejectedMsg(m, e))
+		return
+	}
+	c.enqueue(errorMsg(e))
+}
+
+func errorMsg(err error) []byte {
+	e := asError(err)
+	return mustJSON(map[string]any{"type": "error", "error": e.body()["error"]})
+}
+
+func rejectedMsg(m *clientMsg, err error) []byte {
+	e := asError(err)
+	return mustJSON(map[string]any{"type": "rejected", "draft_id": m.DraftID, "client_op_id": m.ClientOpID, "error": e.body()["error"]})
+}
+
+func (s *Server) handleFrame(ctx context.Context, c *conn, m *clientMsg) {
+	switch m.Type {
+	case "subscribe":
+		if err := s.subscribe(ctx, c, m.DraftID); err != nil {
+			c.enqueue(errorMsg(err))
+		}
+	case "unsubscribe":
+		if s.hub.unsubscribe(c, m.DraftID) {
+			s.hub.broadcastPresence(m.DraftID)
+		}
+	case "op":
+		s.handleOp(ctx, c, m)
+	case "presence":
+		if m.Focus != nil && len(*m.Focus) > 200 {
+			c.enqueue(errorMsg(invalid("focus", "The focus is too long.")))
+			return
+		}
+		if !s.hub.setFocus(c, m.DraftID, m.Focus) {
+			c.enqueue(errorMsg(errorf(CodeNotFound, "Subscribe to the draft before sending presence.")))
+			return
+		}
+		s.hub.broadcastPresence(m.DraftID)
+	case "":
+		c.enqueue(errorMsg(errorf(CodeBadRequest, "The message has no type.")))
+	default:
+		c.enqueue(errorMsg(errorf(CodeBadRequest, "Unknown message type %q.", m.Type)))
+	}
+}
+
+func (s *Server) subscribe(ctx context.Context, c *conn, draftID string) error {
+	unlock := s.locks.lock(draftID)
+	defer unlock()
+	d, err := s.loadDraft(ctx, s.db, c.p.Team.ID, draftID, false)
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			return errorf(CodeNotFound, "There is no such draft.")
+		}
+		return err
+	}
+	s.hub.subscribe(c, d.ID, d.Revision, snapshotMsg(d))
+	// Presence goes out after the unlock would be nicer, but it only touches
+	// the hub, never the database.
+	s.hub.broadcastPresence(d.ID)
+	return nil
+}
+
+func (s *Server) handleOp(ctx context.Context, c *conn, m *clientMsg) {
+	if m.ClientOpID == "" || len(m.ClientOpID) > 100 || strings.TrimSpace(m.ClientOpID) != m.ClientOpID {
+		c.enqueue(rejectedMsg(m, invalid("client_op_id", "An op needs a client_op_id of 1 to 100 characters.")))
+		return
+	}
+	if len(m.Op) == 0 {
+		c.enqueue(rejectedMsg(m, errorf(CodeBadRequest, "The op is missing.")))
+		return
+	}
+	var op Op
+	if err := decodeBytes(m.Op, &op); err != nil {
+		c.enqueue(rejectedMsg(m, err))
+		return
+	}
+	applied, dup, err := s.applyOp(ctx, c.p, m.DraftID, m.ClientOpID, &op)
+	if err != nil {
+		c.enqueue(rejectedMsg(m, err))
+		return
+	}
+	if dup || !s.hub.subscribed(c, m.DraftID) {
+		// A resend: the sender gets the same answer again, nobody else
+		// hears. A sender not subscribed still gets its acknowledgement.
+		c.enqueue(mustJSON(applied))
+	}
+}
