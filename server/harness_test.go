@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -257,4 +258,13 @@ func mustParse(raw string) *neturl.URL {
 		panic(err)
 	}
 	return u
+}
+
+// httpTransport is an http.Transport with a custom dialer.
+type httpTransport struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (t *httpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return (&http.Transport{DialContext: t.dial}).RoundTrip(r)
 }

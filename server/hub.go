@@ -7,10 +7,6 @@ import (
 	"github.com/coder/websocket"
 )
 
-// sendQueue bounds the messages waiting for one socket; a client that lets
-// it fill is too slow and is disconnected rather than slowing others.
-const sendQueue = 256
-
 // Hub knows every socket of this process: by team for operation changes,
 // by draft for applied ops, snapshots and presence.
 type Hub struct {

@@ -35,6 +35,13 @@ type Config struct {
 	// AuthRate is the number of sign-up, join and invite look-ups allowed
 	// per client address per minute.
 	AuthRate int
+	// SocketQueue bounds the messages waiting for one socket; a client that
+	// lets it fill is too slow and is closed with 1008 rather than slowing
+	// others.
+	SocketQueue int
+	// FrameRate is the frames per second a socket may send (bursts of
+	// twice that); beyond it ops are rejected with rate_limited.
+	FrameRate int
 }
 
 // Server is the edge.
@@ -75,6 +82,12 @@ func Migrate(ctx context.Context, db *sqldb.DB, b *bus.Bus) error {
 func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error) {
 	if cfg.AuthRate == 0 {
 		cfg.AuthRate = 30
+	}
+	if cfg.SocketQueue == 0 {
+		cfg.SocketQueue = 256
+	}
+	if cfg.FrameRate == 0 {
+		cfg.FrameRate = 50
 	}
 	s := &Server{
 		db: db, bus: b, log: log.With("component", "edge"), cfg: cfg, catalog: catalog.Default(), hub: newHub(),

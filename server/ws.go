@@ -17,9 +17,6 @@ const (
 	writeTimeout = 5 * time.Second
 	pingInterval = 20 * time.Second
 	pingTimeout  = 10 * time.Second
-	// frameRate and frameBurst bound the frames a socket may send.
-	frameRate  = 50
-	frameBurst = 100
 )
 
 // clientMsg is any frame a client sends.
@@ -45,7 +42,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(maxFrame)
-	c := &conn{ws: ws, p: p, send: make(chan []byte, sendQueue), done: make(chan struct{}), drafts: map[string]*string{}}
+	c := &conn{ws: ws, p: p, send: make(chan []byte, s.cfg.SocketQueue), done: make(chan struct{}), drafts: map[string]*string{}}
 	if !s.hub.add(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -98,14 +95,15 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 }
 
 func (s *Server) readLoop(ctx context.Context, c *conn) {
-	tokens, last := float64(frameBurst), time.Now()
+	rate, burst := float64(s.cfg.FrameRate), float64(2*s.cfg.FrameRate)
+	tokens, last := burst, time.Now()
 	for {
 		typ, data, err := c.ws.Read(ctx)
 		if err != nil {
 			return
 		}
 		now := time.Now()
-		tokens = min(frameBurst, tokens+now.Sub(last).Seconds()*frameRate)
+		tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
 		last = now
 		if typ != websocket.MessageText {
 			c.enqueue(errorMsg(errorf(CodeBadRequest, "Frames must be text, one JSON object each.")))
@@ -139,6 +137,13 @@ func errorMsg(err error) []byte {
 	return mustJSON(map[string]any{"type": "error", "error": e.body()["error"]})
 }
 
+// draftErrorMsg is an error about a draft; draft_id (an extension of the
+// contract) lets a client tell which of its subscriptions failed.
+func draftErrorMsg(draftID string, err error) []byte {
+	e := asError(err)
+	return mustJSON(map[string]any{"type": "error", "draft_id": draftID, "error": e.body()["error"]})
+}
+
 func rejectedMsg(m *clientMsg, err error) []byte {
 	e := asError(err)
 	return mustJSON(map[string]any{"type": "rejected", "draft_id": m.DraftID, "client_op_id": m.ClientOpID, "error": e.body()["error"]})
@@ -148,7 +153,7 @@ func (s *Server) handleFrame(ctx context.Context, c *conn, m *clientMsg) {
 	switch m.Type {
 	case "subscribe":
 		if err := s.subscribe(ctx, c, m.DraftID); err != nil {
-			c.enqueue(errorMsg(err))
+			c.enqueue(draftErrorMsg(m.DraftID, err))
 		}
 	case "unsubscribe":
 		if s.hub.unsubscribe(c, m.DraftID) {
@@ -162,7 +167,7 @@ func (s *Server) handleFrame(ctx context.Context, c *conn, m *clientMsg) {
 			return
 		}
 		if !s.hub.setFocus(c, m.DraftID, m.Focus) {
-			c.enqueue(errorMsg(errorf(CodeNotFound, "Subscribe to the draft before sending presence.")))
+			c.enqueue(draftErrorMsg(m.DraftID, errorf(CodeNotFound, "Subscribe to the draft before sending presence.")))
 			return
 		}
 		s.hub.broadcastPresence(m.DraftID)
