@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/uuid"
 
 	"handoff/pkg/client"
@@ -213,5 +214,33 @@ func TestConfigRejectsBadValues(t *testing.T) {
 	}, io.Discard)
 	if err != nil || cfg.Addr != "127.0.0.1:9999" || cfg.Role != "edge" || !strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
 		t.Fatalf("env defaults: %+v %v", cfg, err)
+	}
+}
+
+func TestShutdownClosesSocketsWithGoingAway(t *testing.T) {
+	a := startApp(t, sqldbtest.SQLiteURL(t))
+	ctx := ctxT(t)
+	c := client.New(a.URL)
+	if _, err := c.CreateTeam(ctx, "Buyers", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := c.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.stop() }()
+	for {
+		_, err := ws.Read(ctx)
+		if err == nil {
+			continue
+		}
+		if code := websocket.CloseStatus(err); code != websocket.StatusGoingAway {
+			t.Fatalf("socket ended with %v (code %d), want 1001", err, code)
+		}
+		break
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }
