@@ -309,8 +309,9 @@ func TestCompetingConsumersShareWork(t *testing.T) {
 				t.Fatalf("only %d of %d messages delivered", i, n)
 			}
 		}
-		// Publish a marker through the same group: when it arrives, any
-		// duplicate of an earlier message would have arrived before it.
+		// Then a marker: the group is read one transaction at a time in
+		// offset order, so a duplicate of an earlier message would be
+		// counted before the marker arrives.
 		publishTx(t, b, db, "work", true, "marker")
 		select {
 		case <-got:

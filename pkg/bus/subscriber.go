@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -22,7 +21,10 @@ import (
 // normally be created up-front with InitTopics.
 //
 // Every message is handed to the handler inside the subscriber's
-// transaction (wmsql.TxFromContext), which commits with the ack.
+// transaction (wmsql.TxFromContext), which commits with the ack. On SQLite
+// that transaction holds the database's only write lock from the moment the
+// message is fetched, so read the channel promptly and keep handlers short:
+// an unread message stalls every publisher and subscriber of the database.
 func (b *Bus) Subscriber(consumerGroup string) (message.Subscriber, error) {
 	return &subscriber{bus: b, group: consumerGroup}, nil
 }

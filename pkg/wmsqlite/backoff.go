@@ -25,10 +25,13 @@ import (
 // before it starts waiting) is closed by counting: HandleError remembers the
 // Waker's count when it returns, which is before the subscriber begins its
 // next transaction, and the next wait returns at once if the count has moved
-// since. On SQLite a publisher wakes while it still holds the write lock, so
-// a wake counted before that moment belongs to a commit the subscriber's
-// BEGIN IMMEDIATE waits for, and a wake counted after it makes the
-// subscriber query once more, needlessly at worst. What remains:
+// since. Any wake after that moment therefore causes one more query, which
+// at worst finds nothing. A wake before it is safe to forget when the
+// publisher wakes only after its insert: on SQLite it then holds the write
+// lock until its commit, so the subscriber's BEGIN IMMEDIATE waits for that
+// commit and the query sees the rows; on PostgreSQL the notification comes
+// after the commit, so the rows are in the subscriber's snapshot. What
+// remains:
 //
 //   - The guarantee needs one BackoffManager per subscription (per consume
 //     loop). Shared by several loops, the remembered count is whichever loop

@@ -10,7 +10,8 @@ import (
 //
 // Wakes are counted rather than queued. A waiter passes the count it last
 // saw, so a wake that lands before it starts waiting is not lost: Wait
-// returns at once when the count has moved on.
+// returns at once when the count has moved on. Publishers wake after their
+// insert, never before it (see BackoffManager for why that is enough).
 type Waker struct {
 	mu  sync.Mutex
 	gen uint64
