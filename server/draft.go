@@ -63,7 +63,7 @@ type querier interface {
 
 // loadDraft reads a draft of the team with its items; inside a transaction
 // on PostgreSQL it locks the row (SQLite's write transactions are already
-// exclusive). A draft of another team is not found.
+// exclusive). A draft of another team is not found; teamID "" reads any.
 func (s *Server) loadDraft(ctx context.Context, q querier, teamID, draftID string, forUpdate bool) (*Draft, error) {
 	if _, err := uuid.Parse(draftID); err != nil {
 		return nil, errNotFound
@@ -71,7 +71,7 @@ func (s *Server) loadDraft(ctx context.Context, q querier, teamID, draftID strin
 	query := `SELECT d.id, d.team_id, d.title, d.revision, d.state, d.created_at, d.updated_at,
 		o.id, o.message_id, o.revision
 		FROM drafts d LEFT JOIN operations o ON o.id = d.submission_id
-		WHERE d.id = $1 AND d.team_id = $2`
+		WHERE d.id = $1 AND ($2 = '' OR d.team_id = $2)`
 	if forUpdate && s.db.Dialect == "postgres" {
 		query += ` FOR UPDATE OF d`
 	}
@@ -219,14 +219,14 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 			return err
 		}
 		msg = appliedMsg{Type: "applied", DraftID: draftID, Revision: rev, ClientOpID: clientOpID, Author: p.Member, Op: opJSON}
-		return nil
+		return s.announce(ctx, tx, fanEvent{Kind: fanApplied, DraftID: draftID, Rev: rev, Msg: mustJSON(msg)})
 	})
 	if err != nil {
 		return appliedMsg{}, false, err
 	}
 	if !dup {
 		s.metrics.opsApplied.Add(1)
-		s.hub.broadcastDraft(draftID, msg.Revision, mustJSON(msg))
+		s.deliverApplied(ctx, draftID, msg.Revision, mustJSON(msg))
 	}
 	return msg, dup, nil
 }

@@ -33,8 +33,16 @@ type edge struct {
 	srv *httptest.Server
 }
 
+// testLogger shows warnings and errors in the test's log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func startEdge(t testing.TB, dbURL string, cfg server.Config) *edge {
@@ -221,7 +229,11 @@ func (s *socket) read() map[string]any {
 func (s *socket) next(typ string) map[string]any {
 	s.t.Helper()
 	for {
-		if m := s.read(); m["type"] == typ {
+		m := s.read()
+		if m["type"] == "rejected" && typ != "rejected" {
+			s.t.Logf("skipped %v", m)
+		}
+		if m["type"] == typ {
 			return m
 		}
 	}

@@ -2,34 +2,56 @@ package server
 
 import (
 	"context"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
 
 // Hub knows every socket of this process: by team for operation changes,
-// by draft for applied ops, snapshots and presence.
+// by draft for applied ops, snapshots and presence. It never touches the
+// database; the server fills gaps and loads snapshots around it.
 type Hub struct {
 	mu      sync.Mutex
 	byTeam  map[string]map[*conn]struct{}
 	byDraft map[string]map[*conn]struct{}
-	lastRev map[string]int64
+	// remote is the presence other edge processes announced, by draft and
+	// process.
+	remote  map[string]map[string]remotePresence
 	closing bool
 	sockets sync.WaitGroup
 }
 
+type remotePresence struct {
+	members []presenceEntry
+	at      time.Time
+}
+
+// remotePresenceTTL drops the presence of an edge process that stopped
+// announcing (it crashed); live processes re-announce well within it.
+const remotePresenceTTL = 45 * time.Second
+
 func newHub() *Hub {
-	return &Hub{byTeam: map[string]map[*conn]struct{}{}, byDraft: map[string]map[*conn]struct{}{}, lastRev: map[string]int64{}}
+	return &Hub{byTeam: map[string]map[*conn]struct{}{}, byDraft: map[string]map[*conn]struct{}{}, remote: map[string]map[string]remotePresence{}}
 }
 
 // conn is one socket.
 type conn struct {
-	ws     *websocket.Conn
-	p      principal
-	send   chan []byte
-	done   chan struct{}
-	once   sync.Once
-	drafts map[string]*string // subscribed drafts and the focus on each; guarded by Hub.mu
+	ws   *websocket.Conn
+	p    principal
+	send chan []byte
+	done chan struct{}
+	once sync.Once
+	// drafts are the subscribed drafts; guarded by Hub.mu.
+	drafts map[string]*subscription
+}
+
+// subscription is one socket's view of a draft.
+type subscription struct {
+	focus *string
+	// rev is the last revision this socket has (by snapshot or applied op).
+	rev int64
 }
 
 func (c *conn) kill(code websocket.StatusCode, reason string) {
@@ -88,13 +110,12 @@ func (h *Hub) unsubscribeLocked(c *conn, draftID string) {
 		delete(set, c)
 		if len(set) == 0 {
 			delete(h.byDraft, draftID)
-			delete(h.lastRev, draftID)
 		}
 	}
 }
 
-// subscribe adds c to a draft's subscribers and queues the snapshot first;
-// the caller holds the draft's lock, so no applied op slips in between.
+// subscribe adds c to a draft's subscribers and queues its snapshot first;
+// later applied ops reach c only above the snapshot's revision.
 func (h *Hub) subscribe(c *conn, draftID string, rev int64, snapshot []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -104,12 +125,12 @@ func (h *Hub) subscribe(c *conn, draftID string, rev int64, snapshot []byte) {
 		h.byDraft[draftID] = set
 	}
 	set[c] = struct{}{}
-	if _, ok := c.drafts[draftID]; !ok {
-		c.drafts[draftID] = nil
+	sub := c.drafts[draftID]
+	if sub == nil {
+		sub = &subscription{}
+		c.drafts[draftID] = sub
 	}
-	if rev > h.lastRev[draftID] {
-		h.lastRev[draftID] = rev
-	}
+	sub.rev = rev
 	c.enqueue(snapshot)
 }
 
@@ -136,10 +157,11 @@ func (h *Hub) subscribed(c *conn, draftID string) bool {
 func (h *Hub) setFocus(c *conn, draftID string, focus *string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := c.drafts[draftID]; !ok {
+	sub, ok := c.drafts[draftID]
+	if !ok {
 		return false
 	}
-	c.drafts[draftID] = focus
+	sub.focus = focus
 	return true
 }
 
@@ -150,19 +172,19 @@ type presenceEntry struct {
 	Focus       *string `json:"focus"`
 }
 
-// broadcastPresence sends a draft's members (one entry per member, however
-// many tabs) to its subscribers.
-func (h *Hub) broadcastPresence(draftID string) {
+// localPresence is this process's members in a draft, one entry per member
+// however many tabs, ordered by name.
+func (h *Hub) localPresence(draftID string) []presenceEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	set := h.byDraft[draftID]
-	if len(set) == 0 {
-		return
-	}
+	return h.localPresenceLocked(draftID)
+}
+
+func (h *Hub) localPresenceLocked(draftID string) []presenceEntry {
 	members := []presenceEntry{}
 	index := map[string]int{}
-	for c := range set {
-		focus := c.drafts[draftID]
+	for c := range h.byDraft[draftID] {
+		focus := c.drafts[draftID].focus
 		if i, ok := index[c.p.Member.ID]; ok {
 			if focus != nil {
 				members[i].Focus = focus
@@ -172,36 +194,103 @@ func (h *Hub) broadcastPresence(draftID string) {
 		index[c.p.Member.ID] = len(members)
 		members = append(members, presenceEntry{ID: c.p.Member.ID, DisplayName: c.p.Member.DisplayName, Focus: focus})
 	}
+	sort.Slice(members, func(i, j int) bool { return members[i].DisplayName < members[j].DisplayName })
+	return members
+}
+
+// setRemotePresence records what another edge process has in a draft.
+func (h *Hub) setRemotePresence(draftID, process string, members []presenceEntry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	byProc := h.remote[draftID]
+	if byProc == nil {
+		byProc = map[string]remotePresence{}
+		h.remote[draftID] = byProc
+	}
+	if len(members) == 0 {
+		delete(byProc, process)
+	} else {
+		byProc[process] = remotePresence{members: members, at: time.Now()}
+	}
+	if len(byProc) == 0 {
+		delete(h.remote, draftID)
+	}
+}
+
+// broadcastPresence sends a draft's members, local and remote, to this
+// process's subscribers of it.
+func (h *Hub) broadcastPresence(draftID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.byDraft[draftID]
+	if len(set) == 0 {
+		return
+	}
+	members := h.localPresenceLocked(draftID)
+	seen := map[string]bool{}
+	for _, m := range members {
+		seen[m.ID] = true
+	}
+	for proc, rp := range h.remote[draftID] {
+		if time.Since(rp.at) > remotePresenceTTL {
+			delete(h.remote[draftID], proc)
+			continue
+		}
+		for _, m := range rp.members {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				members = append(members, m)
+			}
+		}
+	}
 	msg := mustJSON(map[string]any{"type": "presence", "draft_id": draftID, "members": members})
 	for c := range set {
 		c.enqueue(msg)
 	}
 }
 
-// broadcastDraft sends an applied op to a draft's subscribers; the caller
-// holds the draft's lock, so revisions go out in order.
-func (h *Hub) broadcastDraft(draftID string, rev int64, msg []byte) {
+// oldestRev is the lowest revision any local subscriber of the draft has;
+// ok is false when there are none.
+func (h *Hub) oldestRev(draftID string) (rev int64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if rev > h.lastRev[draftID] {
-		h.lastRev[draftID] = rev
-	}
 	for c := range h.byDraft[draftID] {
-		c.enqueue(msg)
+		if r := c.drafts[draftID].rev; !ok || r < rev {
+			rev, ok = r, true
+		}
+	}
+	return rev, ok
+}
+
+// sendApplied queues an applied op for every subscriber whose revision it
+// follows directly; subscribers that already have it are skipped. The
+// caller delivers revisions in order (see Server.deliverApplied).
+func (h *Hub) sendApplied(draftID string, rev int64, msg []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.byDraft[draftID] {
+		if sub := c.drafts[draftID]; sub.rev == rev-1 {
+			sub.rev = rev
+			c.enqueue(msg)
+		}
 	}
 }
 
 // sendSnapshot sends a draft's new state (after a submit or a reopen) to its
-// subscribers, unless they already have a later revision.
+// subscribers, except those that already have a later revision.
 func (h *Hub) sendSnapshot(d *Draft) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if d.Revision < h.lastRev[d.ID] {
-		return
-	}
-	h.lastRev[d.ID] = d.Revision
-	msg := snapshotMsg(d)
+	var msg []byte
 	for c := range h.byDraft[d.ID] {
+		sub := c.drafts[d.ID]
+		if sub.rev > d.Revision {
+			continue
+		}
+		if msg == nil {
+			msg = snapshotMsg(d)
+		}
+		sub.rev = d.Revision
 		c.enqueue(msg)
 	}
 }
@@ -217,6 +306,28 @@ func (h *Hub) broadcastTeam(teamID string, msg []byte) {
 	for c := range h.byTeam[teamID] {
 		c.enqueue(msg)
 	}
+}
+
+// drafts lists the drafts with local subscribers.
+func (h *Hub) draftIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.byDraft))
+	for id := range h.byDraft {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// teamIDs lists the teams with local sockets.
+func (h *Hub) teamIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.byTeam))
+	for id := range h.byTeam {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // count is the number of open sockets.

@@ -125,26 +125,34 @@ func nullJSON[T any](v *T) any {
 }
 
 func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
-	p := principalFrom(r.Context())
-	rows, err := s.db.QueryContext(r.Context(), s.db.Q(`SELECT `+operationColumns+` FROM operations o JOIN members m ON m.id = o.submitted_by
-		WHERE o.team_id = $1 ORDER BY o.submitted_at DESC, o.id DESC LIMIT 200`), p.Team.ID)
+	out, err := s.teamOperations(r.Context(), principalFrom(r.Context()).Team.ID, 200)
 	if err != nil {
-		return fmt.Errorf("list operations: %w", err)
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"operations": out})
+	return nil
+}
+
+// teamOperations lists a team's newest operations.
+func (s *Server) teamOperations(ctx context.Context, teamID string, limit int) ([]*Operation, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT `+operationColumns+` FROM operations o JOIN members m ON m.id = o.submitted_by
+		WHERE o.team_id = $1 ORDER BY o.submitted_at DESC, o.id DESC LIMIT $2`), teamID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list operations: %w", err)
 	}
 	defer rows.Close()
 	out := []*Operation{}
 	for rows.Next() {
 		o, err := scanOperation(rows)
 		if err != nil {
-			return fmt.Errorf("list operations: %w", err)
+			return nil, fmt.Errorf("list operations: %w", err)
 		}
 		out = append(out, o)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list operations: %w", err)
+		return nil, fmt.Errorf("list operations: %w", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"operations": out})
-	return nil
+	return out, nil
 }
 
 func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {

@@ -66,6 +66,14 @@ func (s *Server) project(msg *message.Message) error {
 			return err
 		}
 	}
+	if err := s.announce(ctx, q, fanEvent{Kind: fanOperation, OpID: o.ID}); err != nil {
+		return err
+	}
+	if reopened != nil {
+		if err := s.announce(ctx, q, fanEvent{Kind: fanSnapshot, DraftID: reopened.ID}); err != nil {
+			return err
+		}
+	}
 	// Pushes are at-least-once: a copy sent before the commit may be sent
 	// again on redelivery, and clients keep the highest seq.
 	s.hub.broadcastTeam(o.teamID, operationMsg(o))

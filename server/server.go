@@ -17,10 +17,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
 
 	"handoff/pkg/bus"
 	"handoff/pkg/catalog"
 	"handoff/pkg/envelope"
+	"handoff/pkg/pglisten"
 	"handoff/pkg/sqldb"
 	"handoff/pkg/wmx"
 )
@@ -53,10 +55,16 @@ type Server struct {
 	catalog *catalog.Catalog
 	hub     *Hub
 	locks   draftLocks
-	dedup   wmx.DedupRepository
-	router  *message.Router
-	limiter *rateLimiter
-	metrics metrics
+	// delivery orders the pushes of a draft's applied ops, whichever
+	// process applied them.
+	delivery draftLocks
+	// process names this edge process in announcements to the others.
+	process  string
+	listener *pglisten.Listener
+	dedup    wmx.DedupRepository
+	router   *message.Router
+	limiter  *rateLimiter
+	metrics  metrics
 	// baseCtx outlives requests: sockets run on it after the upgrade.
 	baseCtx context.Context
 	cancel  context.CancelFunc
@@ -95,6 +103,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 		limiter: newRateLimiter(cfg.AuthRate, time.Minute),
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.process = uuid.NewString()
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(s.log))
 	if err != nil {
 		return nil, fmt.Errorf("edge router: %w", err)
@@ -102,6 +111,10 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 	s.router = router
 	if err := s.addProjection(); err != nil {
 		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("edge announcements: %w", err)
 	}
 	return s, nil
 }
@@ -124,9 +137,12 @@ func (s *Server) CloseSockets(ctx context.Context) {
 	s.cancel()
 }
 
-// Close stops the projection.
+// Close stops the projection and the announcements.
 func (s *Server) Close() error {
 	s.cancel()
+	if s.listener != nil {
+		s.listener.Close()
+	}
 	return s.router.Close()
 }
 

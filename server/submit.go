@@ -70,6 +70,12 @@ func (s *Server) submit(ctx context.Context, p principal, draftID string, revisi
 			return fmt.Errorf("freeze draft: %w", err)
 		}
 		snapshot, created = d, true
+		if err := s.announce(ctx, tx, fanEvent{Kind: fanOperation, OpID: op.ID}); err != nil {
+			return err
+		}
+		if err := s.announce(ctx, tx, fanEvent{Kind: fanSnapshot, DraftID: d.ID}); err != nil {
+			return err
+		}
 		return s.publishSubmitted(ctx, tx, d, op)
 	})
 	if err != nil {

@@ -42,7 +42,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(maxFrame)
-	c := &conn{ws: ws, p: p, send: make(chan []byte, s.cfg.SocketQueue), done: make(chan struct{}), drafts: map[string]*string{}}
+	c := &conn{ws: ws, p: p, send: make(chan []byte, s.cfg.SocketQueue), done: make(chan struct{}), drafts: map[string]*subscription{}}
 	if !s.hub.add(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -51,7 +51,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.metrics.sockets.Add(-1)
 		for _, id := range s.hub.remove(c) {
-			s.hub.broadcastPresence(id)
+			s.presenceChanged(id)
 		}
 	}()
 	// r.Context() is not to be used after the upgrade; the socket lives on
@@ -157,7 +157,7 @@ func (s *Server) handleFrame(ctx context.Context, c *conn, m *clientMsg) {
 		}
 	case "unsubscribe":
 		if s.hub.unsubscribe(c, m.DraftID) {
-			s.hub.broadcastPresence(m.DraftID)
+			s.presenceChanged(m.DraftID)
 		}
 	case "op":
 		s.handleOp(ctx, c, m)
@@ -170,7 +170,7 @@ func (s *Server) handleFrame(ctx context.Context, c *conn, m *clientMsg) {
 			c.enqueue(draftErrorMsg(m.DraftID, errorf(CodeNotFound, "Subscribe to the draft before sending presence.")))
 			return
 		}
-		s.hub.broadcastPresence(m.DraftID)
+		s.presenceChanged(m.DraftID)
 	case "":
 		c.enqueue(errorMsg(errorf(CodeBadRequest, "The message has no type.")))
 	default:
@@ -179,19 +179,20 @@ func (s *Server) handleFrame(ctx context.Context, c *conn, m *clientMsg) {
 }
 
 func (s *Server) subscribe(ctx context.Context, c *conn, draftID string) error {
-	unlock := s.locks.lock(draftID)
-	defer unlock()
+	// Under the delivery lock no applied op of the draft is pushed between
+	// reading the snapshot and registering the subscriber.
+	unlock := s.delivery.lock(draftID)
 	d, err := s.loadDraft(ctx, s.db, c.p.Team.ID, draftID, false)
 	if err != nil {
+		unlock()
 		if errors.Is(err, errNotFound) {
 			return errorf(CodeNotFound, "There is no such draft.")
 		}
 		return err
 	}
 	s.hub.subscribe(c, d.ID, d.Revision, snapshotMsg(d))
-	// Presence goes out after the unlock would be nicer, but it only touches
-	// the hub, never the database.
-	s.hub.broadcastPresence(d.ID)
+	unlock()
+	s.presenceChanged(d.ID)
 	return nil
 }
 

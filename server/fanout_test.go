@@ -1,0 +1,72 @@
+package server_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"handoff/pkg/sqldb/sqldbtest"
+	"handoff/server"
+)
+
+// Members on two edge processes of one PostgreSQL database co-edit a draft:
+// both see every op in the same gap-free order, each other's presence, and
+// the submission.
+func TestTwoEdgesShareADraft(t *testing.T) {
+	url := sqldbtest.PostgresURL(t)
+	e1 := startEdge(t, url, server.Config{})
+	e2 := startEdge(t, url, server.Config{})
+	alice := e1.client()
+	token := alice.createTeam("Buyers", "Alice")
+	bob := e2.client()
+	bob.join(token, "Bob")
+	draft := alice.newDraft("Order")
+	wa, wb := alice.dial(), bob.dial()
+	wa.subscribe(draft)
+	wb.subscribe(draft)
+
+	for {
+		if m := wa.next("presence"); hasFocus(m, "Bob", "") {
+			break
+		}
+	}
+	wa.op(draft, "first", 0, addItemOp(item1, "COF-ESP-1KG", 1))
+	for _, s := range []*socket{wa, wb} {
+		if m := s.next("applied"); m["revision"] != float64(1) {
+			t.Fatalf("first op: %v", m)
+		}
+	}
+	const each = 25
+	var wg sync.WaitGroup
+	for name, s := range map[string]*socket{"a": wa, "b": wb} {
+		wg.Add(1)
+		go func(name string, s *socket) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				s.op(draft, fmt.Sprintf("%s-%d", name, i), 0, map[string]any{"kind": "update_item", "item_id": item1, "quantity": i + 1})
+			}
+		}(name, s)
+	}
+	wg.Wait()
+	var seen [2][]string
+	for i, s := range []*socket{wa, wb} {
+		for rev := 2; rev <= 2*each+1; rev++ {
+			m := s.next("applied")
+			if m["revision"] != float64(rev) {
+				t.Fatalf("socket %d: revision %v, want %d", i, m["revision"], rev)
+			}
+			seen[i] = append(seen[i], m["client_op_id"].(string))
+		}
+	}
+	if fmt.Sprint(seen[0]) != fmt.Sprint(seen[1]) {
+		t.Fatalf("the edges disagree on the order:\n%v\n%v", seen[0], seen[1])
+	}
+
+	op := alice.must(202, "POST", "/api/drafts/"+draft+"/submit", map[string]int{"revision": 2*each + 1})["operation"].(map[string]any)
+	if m := wb.next("operation"); m["operation"].(map[string]any)["id"] != op["id"] {
+		t.Fatalf("bob's edge pushed %v", m)
+	}
+	if snap := wb.next("snapshot"); snap["draft"].(map[string]any)["state"] != "submitted" {
+		t.Fatalf("bob's edge did not push the frozen draft: %v", snap)
+	}
+}
