@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"handoff/pkg/bus"
 	"handoff/pkg/catalog"
@@ -35,6 +36,9 @@ type Config struct {
 	// writes; an error it returns fails the attempt. Tests use it to prove
 	// that a failed attempt leaves nothing behind.
 	Fault func(handler string, msg *message.Message) error
+	// Metrics is where the interior registers its metrics; nil keeps them
+	// private.
+	Metrics prometheus.Registerer
 }
 
 func (c *Config) setDefaults() {
@@ -55,13 +59,18 @@ type Interior struct {
 	catalog *catalog.Catalog
 	dedup   wmx.DedupRepository
 	router  *message.Router
+	metrics *wmx.HandlerMetrics
 }
 
 // New wires the interior's router; Run starts it.
 func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Interior, error) {
 	cfg.setDefaults()
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
 	in := &Interior{
-		db: db, bus: b, log: log.With("component", "interior"), cfg: cfg,
+		metrics: wmx.NewHandlerMetrics(cfg.Metrics),
+		db:      db, bus: b, log: log.With("component", "interior"), cfg: cfg,
 		catalog: catalog.Default(),
 		dedup:   wmx.DedupRepository{Dialect: db.Dialect, Table: "interior_dedup"},
 	}
@@ -117,7 +126,8 @@ func (in *Interior) addHandlers() error {
 		// Outermost first: retry around a savepoint per attempt, panics
 		// turned into errors inside it, dedup innermost so its key is
 		// rolled back with a failed attempt.
-		wh.AddMiddleware(policy.Retry, wmx.Savepoint, middleware.Recoverer, wmx.Deduplicator(in.dedup, h.name))
+		wh.AddMiddleware(policy.Retry, in.metrics.Middleware(h.name), wmx.Savepoint, middleware.Recoverer,
+			wmx.Deduplicator(in.metrics.Repository(in.dedup, h.name), h.name))
 	}
 	return nil
 }

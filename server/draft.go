@@ -225,7 +225,7 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 		return appliedMsg{}, false, err
 	}
 	if !dup {
-		s.metrics.opsApplied.Add(1)
+		s.metrics.opsApplied.Inc()
 		s.deliverApplied(ctx, draftID, msg.Revision, mustJSON(msg))
 	}
 	return msg, dup, nil

@@ -32,7 +32,8 @@ func (s *Server) addProjection() error {
 			return nil, nil
 		},
 	}
-	h.AddMiddleware(policy.Retry, wmx.Savepoint, middleware.Recoverer, wmx.Deduplicator(s.dedup, projectionHandler))
+	h.AddMiddleware(policy.Retry, s.metrics.handlers.Middleware(projectionHandler), wmx.Savepoint, middleware.Recoverer,
+		wmx.Deduplicator(s.metrics.handlers.Repository(s.dedup, projectionHandler), projectionHandler))
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -18,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"handoff/pkg/bus"
 	"handoff/pkg/catalog"
@@ -44,6 +44,9 @@ type Config struct {
 	// FrameRate is the frames per second a socket may send (bursts of
 	// twice that); beyond it ops are rejected with rate_limited.
 	FrameRate int
+	// Metrics is where the edge registers its metrics; nil keeps them
+	// private.
+	Metrics prometheus.Registerer
 }
 
 // Server is the edge.
@@ -64,14 +67,10 @@ type Server struct {
 	dedup    wmx.DedupRepository
 	router   *message.Router
 	limiter  *rateLimiter
-	metrics  metrics
+	metrics  *metrics
 	// baseCtx outlives requests: sockets run on it after the upgrade.
 	baseCtx context.Context
 	cancel  context.CancelFunc
-}
-
-type metrics struct {
-	sockets, opsApplied, submits atomic.Int64
 }
 
 // Migrate creates or upgrades the edge's tables and its topics.
@@ -102,6 +101,10 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 		dedup:   wmx.DedupRepository{Dialect: db.Dialect, Table: "edge_dedup"},
 		limiter: newRateLimiter(cfg.AuthRate, time.Minute),
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(cfg.Metrics, s.hub)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.process = uuid.NewString()
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(s.log))
@@ -149,7 +152,7 @@ func (s *Server) Close() error {
 // Handler is the edge's HTTP handler.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.logRequests, middleware.Recoverer)
+	r.Use(middleware.RequestID, s.logRequests, s.countRequests, middleware.Recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -82,7 +82,7 @@ func (s *Server) submit(ctx context.Context, p principal, draftID string, revisi
 		return nil, false, fmt.Errorf("submit draft %s at %d: %w", draftID, revision, err)
 	}
 	if created {
-		s.metrics.submits.Add(1)
+		s.metrics.submits.Inc()
 		s.hub.broadcastTeam(p.Team.ID, operationMsg(op))
 		s.hub.sendSnapshot(snapshot)
 	}

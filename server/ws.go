@@ -47,9 +47,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	s.metrics.sockets.Add(1)
 	defer func() {
-		s.metrics.sockets.Add(-1)
 		for _, id := range s.hub.remove(c) {
 			s.presenceChanged(id)
 		}

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"handoff/frontend"
 	"handoff/interior"
@@ -106,12 +109,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	defer db.Close()
 	defer b.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var edge *server.Server
 	var in *interior.Interior
 	workers := make(chan error, 2)
 	running := 0
 	if cfg.runsInterior() {
-		if in, err = interior.New(db, b, log, interior.Config{}); err != nil {
+		if in, err = interior.New(db, b, log, interior.Config{Metrics: reg}); err != nil {
 			return err
 		}
 		running++
@@ -123,7 +128,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if err != nil {
 			return err
 		}
-		if edge, err = server.New(db, b, log, server.Config{Static: static}); err != nil {
+		if edge, err = server.New(db, b, log, server.Config{Static: static, Metrics: reg}); err != nil {
 			return err
 		}
 		running++
@@ -133,11 +138,22 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		handler = healthOnly(in)
 	}
 
+	// Listen only once the routers are subscribed, so a process that says
+	// it is running is also ready.
+	if err := waitRunning(ctx, workers, edge, in); err != nil {
+		if !errors.Is(err, ctx.Err()) {
+			running-- // the worker that stopped has reported
+		}
+		return errors.Join(err, shutdown(&http.Server{}, edge, in, workers, running, log))
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", handler)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String()
@@ -191,6 +207,27 @@ func shutdown(srv *http.Server, edge *server.Server, in *interior.Interior, work
 	}
 	log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// waitRunning waits until the routers of this process are running.
+func waitRunning(ctx context.Context, workers chan error, edge *server.Server, in *interior.Interior) error {
+	var chans []chan struct{}
+	if edge != nil {
+		chans = append(chans, edge.Running())
+	}
+	if in != nil {
+		chans = append(chans, in.Running())
+	}
+	for _, ch := range chans {
+		select {
+		case <-ch:
+		case err := <-workers:
+			return fmt.Errorf("worker stopped while starting: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // healthOnly is the HTTP surface of an interior-only process.

@@ -244,3 +244,34 @@ func TestShutdownClosesSocketsWithGoingAway(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+func TestMetricsAndHealth(t *testing.T) {
+	a := startApp(t, sqldbtest.SQLiteURL(t))
+	ctx := ctxT(t)
+	c := client.New(a.URL)
+	if _, err := c.CreateTeam(ctx, "Buyers", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if status, err := c.Do(ctx, "GET", path, nil, nil); err != nil || status != 200 {
+			t.Fatalf("%s: %d %v", path, status, err)
+		}
+	}
+	resp, err := c.HTTP.Get(a.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`handoff_http_requests_total{code="201",route="/api/teams"} 1`,
+		"handoff_open_sockets 0",
+		"handoff_ops_applied_total 0",
+		"handoff_submits_total 0",
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

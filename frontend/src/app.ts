@@ -537,9 +537,14 @@ export class App {
         const s = this.sessions.get(msg.draft_id);
         if (!s) return;
         const error = msg.error ?? { code: "rejected", message: "" };
+        // A session that holds this connection's snapshot knows the draft
+        // exists: its "not_found" is about an item someone removed, and the
+        // refusal (already shown) is all there is to it. Only before any
+        // snapshot does it mean the draft itself is not there for this team.
+        const draftKnown = s.ready;
         s.rejected(msg.client_op_id, error);
         if (error.code === "draft_submitted") s.subscribe();
-        if (error.code === "not_found") s.notFound();
+        if (error.code === "not_found" && !draftKnown) s.notFound();
         this.reapSessions();
         break;
       }

@@ -95,7 +95,7 @@ func DedupTableSQL(table string) string {
 // Deduplicator returns Watermill's deduplication middleware for one handler,
 // keyed by (handler, message id), never by a payload hash: two different
 // messages with equal payloads are both processed.
-func Deduplicator(repo DedupRepository, handler string) message.HandlerMiddleware {
+func Deduplicator(repo middleware.ExpiringKeyRepository, handler string) message.HandlerMiddleware {
 	d := &middleware.Deduplicator{
 		KeyFactory: func(msg *message.Message) (string, error) { return handler + "/" + msg.UUID, nil },
 		Repository: repo,

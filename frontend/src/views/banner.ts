@@ -53,6 +53,7 @@ export class BannerView {
     this.connection = h("span", { role: "status", "aria-label": "Connection", class: "connection" });
     this.signOut = h("button", { type: "button", class: "btn ghost" }, "Sign out");
 
+    const invite = h("div", { class: "invite" }, this.inviteButton, this.invitePanel);
     this.el = h(
       "header",
       { role: "banner", class: "banner" },
@@ -60,7 +61,7 @@ export class BannerView {
       h(
         "div",
         { class: "banner-tools" },
-        h("div", { class: "invite" }, this.inviteButton, this.invitePanel),
+        invite,
         this.connection,
         h("span", { class: "me" }, this.avatar, this.meName),
         this.signOut,
@@ -68,20 +69,33 @@ export class BannerView {
     );
 
     this.inviteButton.addEventListener("click", () => {
-      const open = this.invitePanel.hidden;
-      setHidden(this.invitePanel, !open);
-      setAttr(this.inviteButton, "aria-expanded", open ? "true" : "false");
+      const open = Boolean(this.invitePanel.hidden);
+      this.setInviteOpen(open);
       if (open) {
         this.inviteInput.focus();
         this.inviteInput.select();
       }
     });
+    // The panel floats over the page: a press anywhere else, or focus
+    // moving elsewhere, puts it away so it never hides the draft.
+    const outside = (ev: PointerEvent) => {
+      // A banner no longer on the page (signed out) lets go of the document.
+      if (!this.el.isConnected) {
+        document.removeEventListener("pointerdown", outside);
+        return;
+      }
+      if (!this.invitePanel.hidden && ev.target instanceof Node && !invite.contains(ev.target)) this.setInviteOpen(false);
+    };
+    document.addEventListener("pointerdown", outside);
+    invite.addEventListener("focusout", (ev) => {
+      const next = ev.relatedTarget;
+      if (!this.invitePanel.hidden && next instanceof Node && !invite.contains(next)) this.setInviteOpen(false);
+    });
     this.inviteInput.addEventListener("focus", () => this.inviteInput.select());
     copy.addEventListener("click", () => void this.copy());
     this.invitePanel.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") {
-        setHidden(this.invitePanel, true);
-        setAttr(this.inviteButton, "aria-expanded", "false");
+        this.setInviteOpen(false);
         this.inviteButton.focus();
       }
     });
@@ -91,6 +105,11 @@ export class BannerView {
         this.signOut.disabled = false;
       });
     });
+  }
+
+  private setInviteOpen(open: boolean): void {
+    setHidden(this.invitePanel, !open);
+    setAttr(this.inviteButton, "aria-expanded", open ? "true" : "false");
   }
 
   private async copy(): Promise<void> {

@@ -36,10 +36,30 @@ export function memberHue(id: string): number {
   return n % 360;
 }
 
+// A chip names a member who is on the field beside it. The field points at
+// its chips with aria-describedby, so "Bob is here" is read with the field.
 function chip(m: PresenceMember): HTMLElement {
-  const el = h("span", { class: "chip", title: `${m.display_name} is here` }, m.display_name);
+  const el = h(
+    "span",
+    { class: "chip", title: `${m.display_name} is here` },
+    h("span", { class: "chip-name" }, m.display_name),
+    h("span", { class: "sr-only" }, " is here"),
+  );
   el.style.setProperty("--hue", String(memberHue(m.id)));
   return el;
+}
+
+function patchChip(el: HTMLElement, m: PresenceMember): void {
+  setText(el.querySelector(".chip-name") as HTMLElement, m.display_name);
+  setAttr(el, "title", `${m.display_name} is here`);
+}
+
+let chipsSeq = 0;
+
+/** describedByChips gives a chips element an id and makes it the field's description. */
+function describedByChips(input: HTMLInputElement, chips: HTMLElement): void {
+  chips.id = `chips-${++chipsSeq}`;
+  input.setAttribute("aria-describedby", chips.id);
 }
 
 function initials(name: string): string {
@@ -97,6 +117,7 @@ export class DraftView {
       "data-focus": "title",
     });
     this.titleChips = h("span", { class: "chips" });
+    describedByChips(this.title, this.titleChips);
     this.stateBadge = h("span", { class: "badge big" });
     this.presence = h("ul", { class: "presence-list", "aria-label": "In this draft" });
     this.notice = h("div", { class: "draft-notice", hidden: true });
@@ -481,7 +502,7 @@ export class DraftView {
 
   private renderChips(el: HTMLElement, members: PresenceMember[] | undefined): void {
     const list = members ?? [];
-    syncList(el, list, (m) => m.id, chip, (c, m) => setText(c, m.display_name));
+    syncList(el, list, (m) => m.id, chip, patchChip);
     setClass(el.parentElement as HTMLElement, "others-here", list.length > 0);
     const first = list[0];
     if (first) (el.parentElement as HTMLElement).style.setProperty("--hue", String(memberHue(first.id)));
@@ -522,6 +543,8 @@ export class DraftView {
       price: h("td", { class: "num price" }),
       remove: h("button", { type: "button", class: "btn ghost danger small", "data-remove": "" }, "Remove"),
     };
+    describedByChips(refs.quantity, refs.quantityChips);
+    describedByChips(refs.note, refs.noteChips);
     refs.quantityCell.append(refs.quantity, refs.quantityChips);
     refs.noteCell.append(refs.note, refs.noteChips);
     const tr = h(
