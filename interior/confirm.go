@@ -11,20 +11,28 @@ import (
 	"handoff/pkg/wmx"
 )
 
-// confirmOrder records the order and completes the operation with its
-// order number and total.
+// confirmOrder records the paid order, commits its reservation and
+// completes the operation with its order number and total.
 func (in *Interior) confirmOrder(msg *message.Message) error {
 	const name = "confirm-order"
-	var order envelope.OrderPriced
-	if err := envelope.Decode(msg, envelope.TypeOrderPriced, &order); err != nil {
+	var order envelope.OrderPaid
+	if err := envelope.Decode(msg, envelope.TypeOrderPaid, &order); err != nil {
 		return wmx.Permanent(err)
 	}
+	tx, err := wmx.Tx(msg)
+	if err != nil {
+		return err
+	}
+	src := refOf(msg)
 	number, err := in.recordOrder(msg, order)
 	if err != nil {
 		return err
 	}
+	if err := in.settleReservation(msg.Context(), tx, src, committed); err != nil {
+		return err
+	}
 	result := &envelope.Result{OrderNumber: number, TotalCents: order.TotalCents, Currency: order.Currency}
-	ev, err := status(msg, name, "confirm/done", envelope.StatusChanged{
+	ev, err := status(src, name, "confirm/done", envelope.StatusChanged{
 		Step: envelope.StepConfirm, StepStatus: envelope.StepDone, Attempts: 1,
 		Outcome: envelope.OpCompleted, Result: result,
 	})
@@ -37,7 +45,7 @@ func (in *Interior) confirmOrder(msg *message.Message) error {
 
 // recordOrder inserts the order once per operation and returns its number;
 // a second confirmation of the same operation gets the first number back.
-func (in *Interior) recordOrder(msg *message.Message, order envelope.OrderPriced) (string, error) {
+func (in *Interior) recordOrder(msg *message.Message, order envelope.OrderPaid) (string, error) {
 	tx, err := wmx.Tx(msg)
 	if err != nil {
 		return "", err

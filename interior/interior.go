@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ import (
 	"handoff/pkg/bus"
 	"handoff/pkg/catalog"
 	"handoff/pkg/envelope"
+	"handoff/pkg/pglisten"
 	"handoff/pkg/sqldb"
 	"handoff/pkg/wmx"
 )
@@ -39,6 +42,19 @@ type Config struct {
 	// Metrics is where the interior registers its metrics; nil keeps them
 	// private.
 	Metrics prometheus.Registerer
+	// Provider takes payments; nil uses the simulation with Sim.
+	Provider PaymentProvider
+	// Sim configures the simulated provider.
+	Sim SimConfig
+	// PaymentWorkers is the number of concurrent calls to the provider.
+	PaymentWorkers int
+	// PaymentMaxTries bounds the calls for one payment before it fails as
+	// retryable.
+	PaymentMaxTries int
+	// PaymentTimeout bounds one call to the provider.
+	PaymentTimeout time.Duration
+	// PaymentBackoff is the pause after the first failed try; it doubles.
+	PaymentBackoff time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -47,6 +63,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = 10 * time.Millisecond
+	}
+	if c.PaymentWorkers == 0 {
+		c.PaymentWorkers = 8
+	}
+	if c.PaymentMaxTries == 0 {
+		c.PaymentMaxTries = 5
+	}
+	if c.PaymentTimeout == 0 {
+		c.PaymentTimeout = 2 * time.Second
+	}
+	if c.PaymentBackoff == 0 {
+		c.PaymentBackoff = 100 * time.Millisecond
 	}
 }
 
@@ -60,6 +88,12 @@ type Interior struct {
 	dedup   wmx.DedupRepository
 	router  *message.Router
 	metrics *wmx.HandlerMetrics
+	// provider takes payments; payWake wakes an idle payment worker.
+	provider PaymentProvider
+	payWake  chan struct{}
+	payments *pglisten.Listener
+	stop     context.CancelFunc
+	workers  sync.WaitGroup
 }
 
 // New wires the interior's router; Run starts it.
@@ -71,8 +105,13 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Interior, err
 	in := &Interior{
 		metrics: wmx.NewHandlerMetrics(cfg.Metrics),
 		db:      db, bus: b, log: log.With("component", "interior"), cfg: cfg,
-		catalog: catalog.Default(),
-		dedup:   wmx.DedupRepository{Dialect: db.Dialect, Table: "interior_dedup"},
+		catalog:  catalog.Default(),
+		dedup:    wmx.DedupRepository{Dialect: db.Dialect, Table: "interior_dedup"},
+		provider: cfg.Provider,
+		payWake:  make(chan struct{}, 1),
+	}
+	if in.provider == nil {
+		in.provider = NewSimProvider(db, cfg.Sim)
 	}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(in.log))
 	if err != nil {
@@ -94,6 +133,11 @@ func Migrate(ctx context.Context, db *sqldb.DB, b *bus.Bus) error {
 	if err := db.Migrate(ctx, "interior", sub); err != nil {
 		return err
 	}
+	for _, p := range catalog.Default().Products {
+		if _, err := db.ExecContext(ctx, db.Q(`INSERT INTO stock (sku, available) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING`), p.SKU, p.Stock); err != nil {
+			return fmt.Errorf("seed stock: %w", err)
+		}
+	}
 	return b.InitTopics(ctx, envelope.Topics...)
 }
 
@@ -104,12 +148,18 @@ type handler struct {
 	fn    message.NoPublishHandlerFunc
 	// step is the workflow step a failure of this handler is reported on.
 	step string
+	// compensate undoes earlier steps when the handler gives up.
+	compensate func(ctx context.Context, tx wmsql.ContextExecutor, src ref) error
 }
 
 func (in *Interior) addHandlers() error {
 	handlers := []handler{
 		{name: "validate-and-price", topic: envelope.TopicOrderSubmitted, fn: in.validateAndPrice, step: envelope.StepValidate},
-		{name: "confirm-order", topic: envelope.TopicOrderPriced, fn: in.confirmOrder, step: envelope.StepConfirm},
+		{name: "reserve-stock", topic: envelope.TopicOrderPriced, fn: in.reserveStock, step: envelope.StepReserve},
+		{name: takePayment, topic: envelope.TopicOrderReserved, fn: in.requestPayment, step: envelope.StepPayment, compensate: in.releaseStock},
+		// A confirmation that keeps failing leaves a charged payment behind;
+		// it is released as stock here and logged for a refund by hand.
+		{name: "confirm-order", topic: envelope.TopicOrderPaid, fn: in.confirmOrder, step: envelope.StepConfirm, compensate: in.releaseStock},
 	}
 	for _, h := range handlers {
 		sub, err := in.bus.Subscriber("interior." + h.name)
@@ -132,8 +182,23 @@ func (in *Interior) addHandlers() error {
 	return nil
 }
 
-// Run processes messages until ctx ends or Close is called.
+// Run processes messages and payments until ctx ends or Close is called.
 func (in *Interior) Run(ctx context.Context) error {
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	in.stop = stop
+	l, err := in.listenPayments(wctx)
+	if err != nil {
+		stop()
+		return fmt.Errorf("payment wake-ups: %w", err)
+	}
+	in.payments = l
+	for i := 0; i < in.cfg.PaymentWorkers; i++ {
+		in.workers.Add(1)
+		go func() {
+			defer in.workers.Done()
+			in.runPayments(wctx)
+		}()
+	}
 	if err := in.router.Run(ctx); err != nil {
 		return fmt.Errorf("interior router: %w", err)
 	}
@@ -146,8 +211,19 @@ func (in *Interior) Running() chan struct{} { return in.router.Running() }
 // IsRunning reports whether the router is up and not closing.
 func (in *Interior) IsRunning() bool { return in.router.IsRunning() }
 
-// Close stops the router, waiting for in-flight handlers.
-func (in *Interior) Close() error { return in.router.Close() }
+// Close stops the payment workers and the router, waiting for in-flight
+// handlers. A payment call cut short is made again by the next process
+// once its lease ends, with the same idempotency key.
+func (in *Interior) Close() error {
+	if in.stop != nil {
+		in.stop()
+		in.workers.Wait()
+	}
+	if in.payments != nil {
+		in.payments.Close()
+	}
+	return in.router.Close()
+}
 
 // logFor returns a logger carrying the message's operation id as the
 // correlation id of every line.

@@ -5,20 +5,29 @@ import (
 	"strconv"
 	"time"
 
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"handoff/pkg/envelope"
 	"handoff/pkg/wmx"
 )
 
-// publish writes msgs to topic through the message's consume transaction,
-// so they commit with the ack or not at all.
-func (in *Interior) publish(msg *message.Message, topic string, msgs ...*message.Message) error {
-	tx, err := wmx.Tx(msg)
-	if err != nil {
-		return err
-	}
-	pub, err := in.bus.Publisher(tx)
+// ref identifies the message a piece of work derives from: its id, the
+// operation and the run of that operation.
+type ref struct {
+	ID          string
+	OperationID string
+	Attempt     int
+}
+
+func refOf(msg *message.Message) ref {
+	return ref{ID: msg.UUID, OperationID: msg.Metadata.Get(envelope.MetaOperationID), Attempt: envelope.AttemptOf(msg)}
+}
+
+// publishOn writes msgs to topic through exec (a transaction), so they
+// commit with it or not at all.
+func (in *Interior) publishOn(exec wmsql.ContextExecutor, topic string, msgs ...*message.Message) error {
+	pub, err := in.bus.Publisher(exec)
 	if err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
@@ -28,34 +37,59 @@ func (in *Interior) publish(msg *message.Message, topic string, msgs ...*message
 	return nil
 }
 
-// status builds a StatusChanged message whose id derives from the incoming
-// message, the handler and what changed, so a re-run reports the same change
-// under the same id.
-func status(in *message.Message, handler, change string, ev envelope.StatusChanged) (*message.Message, error) {
-	ev.OperationID = in.Metadata.Get(envelope.MetaOperationID)
+// publish writes msgs through the message's consume transaction.
+func (in *Interior) publish(msg *message.Message, topic string, msgs ...*message.Message) error {
+	tx, err := wmx.Tx(msg)
+	if err != nil {
+		return err
+	}
+	return in.publishOn(tx, topic, msgs...)
+}
+
+// status builds a StatusChanged message whose id derives from the source,
+// the handler and what changed, so a re-run reports the same change under
+// the same id.
+func status(src ref, handler, change string, ev envelope.StatusChanged) (*message.Message, error) {
+	ev.OperationID, ev.Attempt = src.OperationID, src.Attempt
 	ev.At = time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
-	out, err := envelope.New(envelope.DeriveID(in.UUID, handler, "status/"+change), envelope.TypeStatusChanged, ev.OperationID, ev)
+	return next(src, handler, "status/"+change, envelope.TypeStatusChanged, ev)
+}
+
+// next builds a handler's outgoing message with a derived id, carrying the
+// operation and its run.
+func next(src ref, handler, output, typ string, payload any) (*message.Message, error) {
+	out, err := envelope.New(envelope.DeriveID(src.ID, handler, output), typ, src.OperationID, payload)
 	if err != nil {
 		return nil, err
 	}
-	copyTrace(in, out)
+	if src.Attempt > 0 {
+		out.Metadata.Set(envelope.MetaAttempt, strconv.Itoa(src.Attempt))
+	}
 	return out, nil
 }
 
-// next builds a handler's outgoing workflow message with a derived id.
-func next(in *message.Message, handler, output, typ string, payload any) (*message.Message, error) {
-	out, err := envelope.New(envelope.DeriveID(in.UUID, handler, output), typ, in.Metadata.Get(envelope.MetaOperationID), payload)
+// fail publishes a step's failure as the operation's outcome.
+func (in *Interior) fail(exec wmsql.ContextExecutor, src ref, handler, step string, attempts int, reason *envelope.Error) error {
+	ev, err := status(src, handler, step+"/failed", envelope.StatusChanged{
+		Step: step, StepStatus: envelope.StepFailed, Attempts: attempts, StepError: reason.Message,
+		Outcome: envelope.OpFailed, Error: reason,
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	copyTrace(in, out)
-	return out, nil
+	return in.publishOn(exec, envelope.TopicOperationStatus, ev)
 }
 
-func copyTrace(in, out *message.Message) {
-	if a := in.Metadata.Get(envelope.MetaAttempt); a != "" {
-		out.Metadata.Set(envelope.MetaAttempt, a)
+// stepDone publishes a step's success together with the next message.
+func (in *Interior) stepDone(exec wmsql.ContextExecutor, src ref, handler, step string, attempts int, topic string, out *message.Message) error {
+	ev, err := status(src, handler, step+"/done", envelope.StatusChanged{Step: step, StepStatus: envelope.StepDone, Attempts: attempts})
+	if err != nil {
+		return err
 	}
+	if err := in.publishOn(exec, envelope.TopicOperationStatus, ev); err != nil {
+		return err
+	}
+	return in.publishOn(exec, topic, out)
 }
 
 // reportAttempt publishes the failed attempt of a step (after its work was
@@ -64,7 +98,7 @@ func (in *Interior) reportAttempt(h handler) func(*message.Message, int, error) 
 	return func(msg *message.Message, attempt int, err error) {
 		log := in.logFor(msg, h.name)
 		log.Warn("attempt failed", "attempt", attempt, "err", err)
-		ev, serr := status(msg, h.name, h.step+"/attempt-"+strconv.Itoa(attempt), envelope.StatusChanged{
+		ev, serr := status(refOf(msg), h.name, h.step+"/attempt-"+strconv.Itoa(attempt), envelope.StatusChanged{
 			Step: h.step, StepStatus: envelope.StepRunning, Attempts: attempt + 1, StepError: err.Error(),
 		})
 		if serr == nil {
@@ -91,18 +125,21 @@ func (in *Interior) giveUp(h handler) func(*message.Message, int, error) ([]*mes
 			return nil, nil
 		}
 		log.Error("giving up on message", "attempts", attempts, "err", err)
-		if msg.Metadata.Get(envelope.MetaOperationID) == "" {
+		src := refOf(msg)
+		if src.OperationID == "" {
 			// Nothing to report to: the message names no operation.
 			return nil, nil
 		}
-		ev, serr := status(msg, h.name, h.step+"/failed", envelope.StatusChanged{
-			Step: h.step, StepStatus: envelope.StepFailed, Attempts: attempts, StepError: err.Error(),
-			Outcome: envelope.OpFailed,
-			Error:   &envelope.Error{Code: "step_failed", Message: fmt.Sprintf("%s failed after %d attempts: %v", h.step, attempts, err)},
-		})
-		if serr != nil {
-			return nil, serr
+		tx, terr := wmx.Tx(msg)
+		if terr != nil {
+			return nil, terr
 		}
-		return nil, in.publish(msg, envelope.TopicOperationStatus, ev)
+		if h.compensate != nil {
+			if cerr := h.compensate(msg.Context(), tx, src); cerr != nil {
+				return nil, cerr
+			}
+		}
+		reason := &envelope.Error{Code: "step_failed", Message: fmt.Sprintf("%s failed after %d attempts: %v", h.step, attempts, err)}
+		return nil, in.fail(tx, src, h.name, h.step, attempts, reason)
 	}
 }

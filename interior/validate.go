@@ -26,30 +26,21 @@ func (in *Interior) validateAndPrice(msg *message.Message) error {
 	if err := envelope.Decode(msg, envelope.TypeOrderSubmitted, &order); err != nil {
 		return wmx.Permanent(err)
 	}
+	src := refOf(msg)
+	tx, err := wmx.Tx(msg)
+	if err != nil {
+		return err
+	}
 	priced, reason := Price(in.catalog, order)
 	if reason != nil {
-		ev, err := status(msg, name, "validate/failed", envelope.StatusChanged{
-			Step: envelope.StepValidate, StepStatus: envelope.StepFailed, Attempts: 1, StepError: reason.Message,
-			Outcome: envelope.OpFailed, Error: reason,
-		})
-		if err != nil {
-			return err
-		}
-		return in.publish(msg, envelope.TopicOperationStatus, ev)
+		return in.fail(tx, src, name, envelope.StepValidate, 1, reason)
 	}
-	done, err := status(msg, name, "validate/done", envelope.StatusChanged{Step: envelope.StepValidate, StepStatus: envelope.StepDone, Attempts: 1})
+	out, err := next(src, name, "priced", envelope.TypeOrderPriced, priced)
 	if err != nil {
-		return err
-	}
-	out, err := next(msg, name, "priced", envelope.TypeOrderPriced, priced)
-	if err != nil {
-		return err
-	}
-	if err := in.publish(msg, envelope.TopicOperationStatus, done); err != nil {
 		return err
 	}
 	in.logFor(msg, name).Info("order priced", "total_cents", priced.TotalCents, "lines", len(priced.Lines))
-	return in.publish(msg, envelope.TopicOrderPriced, out)
+	return in.stepDone(tx, src, name, envelope.StepValidate, 1, envelope.TopicOrderPriced, out)
 }
 
 // Price validates an order against the catalog and prices it. A non-nil

@@ -29,7 +29,27 @@ func (e *edge) outbox(t *testing.T, topic string) []*message.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read while the marker is written: on SQLite a fetched message holds
+	// the write lock until it is read, so reading after would deadlock.
 	marker := message.NewMessage("marker-"+fmt.Sprint(time.Now().UnixNano()), []byte(`{}`))
+	got := make(chan []*message.Message, 1)
+	go func() {
+		var out []*message.Message
+		for {
+			select {
+			case m := <-msgs:
+				m.Ack()
+				if m.UUID == marker.UUID {
+					got <- out
+					return
+				}
+				out = append(out, m)
+			case <-ctx.Done():
+				got <- nil
+				return
+			}
+		}
+	}()
 	err = e.db.InTx(ctx, func(tx *sql.Tx) error {
 		pub, err := e.bus.Publisher(wmsql.TxFromStdSQL(tx))
 		if err != nil {
@@ -40,19 +60,11 @@ func (e *edge) outbox(t *testing.T, topic string) []*message.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*message.Message
-	for {
-		select {
-		case m := <-msgs:
-			m.Ack()
-			if m.UUID == marker.UUID {
-				return out
-			}
-			out = append(out, m)
-		case <-ctx.Done():
-			t.Fatalf("marker never arrived on %s", topic)
-		}
+	out := <-got
+	if out == nil && ctx.Err() != nil {
+		t.Fatalf("marker never arrived on %s", topic)
 	}
+	return out
 }
 
 func TestConcurrentIdenticalSubmitsMakeOneSubmission(t *testing.T) {

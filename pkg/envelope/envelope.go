@@ -16,14 +16,19 @@ import (
 const (
 	// TopicOrderSubmitted carries OrderSubmitted from the submit boundary.
 	TopicOrderSubmitted = "order.submitted"
-	// TopicOrderPriced carries OrderPriced from validation to confirmation.
+	// TopicOrderPriced carries OrderPriced from validation to the stock
+	// reservation.
 	TopicOrderPriced = "order.priced"
+	// TopicOrderReserved carries OrderPriced once its stock is reserved.
+	TopicOrderReserved = "order.reserved"
+	// TopicOrderPaid carries OrderPaid from the payment to the confirmation.
+	TopicOrderPaid = "order.paid"
 	// TopicOperationStatus carries StatusChanged from the interior to the edge.
 	TopicOperationStatus = "operation.status"
 )
 
 // Topics lists every topic, so each process can create them at start.
-var Topics = []string{TopicOrderSubmitted, TopicOrderPriced, TopicOperationStatus}
+var Topics = []string{TopicOrderSubmitted, TopicOrderPriced, TopicOrderReserved, TopicOrderPaid, TopicOperationStatus}
 
 // Metadata keys set on every message.
 const (
@@ -40,17 +45,20 @@ const (
 const (
 	TypeOrderSubmitted = "order_submitted"
 	TypeOrderPriced    = "order_priced"
+	TypeOrderPaid      = "order_paid"
 	TypeStatusChanged  = "status_changed"
 )
 
 // Step names, in workflow order. They are shown to members as they are.
 const (
 	StepValidate = "Validate and price"
+	StepReserve  = "Reserve stock"
+	StepPayment  = "Take payment"
 	StepConfirm  = "Confirm order"
 )
 
 // Steps lists the workflow's steps in order.
-var Steps = []string{StepValidate, StepConfirm}
+var Steps = []string{StepValidate, StepReserve, StepPayment, StepConfirm}
 
 // Line is one line of an order as submitted.
 type Line struct {
@@ -108,6 +116,15 @@ const (
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Retryable marks a failure of circumstance (a provider that stayed
+	// unavailable), which the same order may overcome when tried again.
+	Retryable bool `json:"retryable,omitempty"`
+}
+
+// OrderPaid is a priced, reserved order whose payment went through.
+type OrderPaid struct {
+	OrderPriced
+	ChargeID string `json:"charge_id"`
 }
 
 // Result is what a completed order workflow produced.
@@ -121,10 +138,14 @@ type Result struct {
 // the workflow ends, the operation's outcome.
 type StatusChanged struct {
 	OperationID string `json:"operation_id"`
-	Step        string `json:"step"`
-	StepStatus  string `json:"step_status"`
-	Attempts    int    `json:"attempts"`
-	StepError   string `json:"step_error,omitempty"`
+	// Attempt is the run of the operation this change belongs to (0 for the
+	// first, then one more per manual retry); changes of older runs are
+	// ignored.
+	Attempt    int    `json:"attempt"`
+	Step       string `json:"step"`
+	StepStatus string `json:"step_status"`
+	Attempts   int    `json:"attempts"`
+	StepError  string `json:"step_error,omitempty"`
 	// Outcome is empty while the workflow goes on, else OpCompleted or OpFailed.
 	Outcome string  `json:"outcome,omitempty"`
 	Result  *Result `json:"result,omitempty"`
@@ -136,6 +157,17 @@ type StatusChanged struct {
 // namespace roots every derived id, so ids from this product never collide
 // with UUIDv5s of other namespaces.
 var namespace = uuid.MustParse("8b0e4d42-3c1e-5a0e-9f7a-6a1d2c0b4e11")
+
+// AttemptOf reads a message's run number (MetaAttempt), 0 when absent.
+func AttemptOf(msg *message.Message) int {
+	n, _ := strconv.Atoi(msg.Metadata.Get(MetaAttempt))
+	return n
+}
+
+// RetryID is the message id of the n-th manual retry of a submission.
+func RetryID(submitID string, n int) string {
+	return DeriveID(submitID, "retry", strconv.Itoa(n))
+}
 
 // SubmitID is the message id of a draft's submission at a revision: every
 // duplicate of that submit carries the same id.

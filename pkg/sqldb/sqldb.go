@@ -128,3 +128,13 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 	}
 	return nil
 }
+
+// NowMillis is an SQL expression for the database's clock in Unix
+// milliseconds: retention and leases are measured in database time, so
+// processes with skewed clocks agree.
+func (d Dialect) NowMillis() string {
+	if d == SQLite {
+		return `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`
+	}
+	return `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)`
+}
