@@ -40,3 +40,17 @@ test: vet test-go test-e2e
 
 clean:
 	rm -rf bin frontend/dist/assets frontend/dist/index.html node_modules/.stamp
+
+# bench: a short run of cmd/handoff-load (under 5 minutes) against the real
+# binary on SQLite and PostgreSQL; one "bench:" line per figure on stdout.
+# Needs PostgreSQL at BENCH_PG (each run creates and drops a database of its
+# own). The idle scenario holds 10,000 sockets in the load generator and as
+# many in the server, hence the file limit. More flags: BENCH_FLAGS=...,
+# e.g. BENCH_FLAGS=-max-full for the 60 s form of submit_max.
+BENCH_PG    ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+BENCH_FLAGS ?=
+.PHONY: bench
+bench: build
+	$(GO) build -o bin/handoff-load ./cmd/handoff-load
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	./bin/handoff-load -bin $(BIN) -pg '$(BENCH_PG)' $(BENCH_FLAGS)

@@ -102,10 +102,17 @@ export default async function globalSetup(): Promise<(() => Promise<void>) | und
     throw new Error("e2e: could not start bin/handoff serve");
   }
   const { child, url, log } = server;
+  // Should the runner go away without its teardown, the server goes too.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
   process.env.HANDOFF_E2E_URL = url;
   console.log(`e2e: bin/handoff serve on ${url}, database sqlite:${join(dir, "handoff.db")}`);
 
   return async () => {
+    process.off("exit", killOnExit);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      console.error(`e2e: bin/handoff stopped during the tests (${child.exitCode ?? child.signalCode}); its log ends with:\n${tail(log)}`);
+    }
     await stop(child);
     try {
       mkdirSync(join(ROOT, "test-results"), { recursive: true });

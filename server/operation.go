@@ -40,7 +40,11 @@ type Operation struct {
 	SubmittedAt string           `json:"submitted_at"`
 	UpdatedAt   string           `json:"updated_at"`
 	Seq         int64            `json:"seq"`
-	Retryable   bool             `json:"retryable"`
+	// Attempt counts manual retries (an extension of the contract).
+	Attempt int `json:"attempt"`
+	// Retryable says Retry is offered: the operation failed for a
+	// transient reason and its draft is untouched since (an extension).
+	Retryable bool `json:"retryable"`
 	teamID      string
 	raw         operationRawState // what is stored but not sent as is
 }
@@ -50,14 +54,21 @@ type operationRawState struct {
 }
 
 const operationColumns = `o.id, o.team_id, o.draft_id, o.draft_title, o.message_id, o.revision, o.status, o.steps,
-	o.error, o.result, m.id, m.display_name, o.submitted_at, o.updated_at, o.seq`
+	o.error, o.result, m.id, m.display_name, o.submitted_at, o.updated_at, o.seq, o.attempt,
+	CASE WHEN o.status = 'failed' AND d.submission_id = o.id AND d.state = 'editing'
+		AND NOT EXISTS (SELECT 1 FROM draft_ops x WHERE x.draft_id = o.draft_id AND x.revision > o.revision) THEN 1 ELSE 0 END`
+
+// operationFrom joins what an operation's columns need.
+const operationFrom = ` FROM operations o JOIN members m ON m.id = o.submitted_by JOIN drafts d ON d.id = o.draft_id`
 
 func scanOperation(sc interface{ Scan(...any) error }) (*Operation, error) {
 	o := &Operation{}
 	var steps string
 	var errJSON, resJSON sql.NullString
+	var untouched int
 	if err := sc.Scan(&o.ID, &o.teamID, &o.DraftID, &o.DraftTitle, &o.MessageID, &o.Revision, &o.Status, &steps,
-		&errJSON, &resJSON, &o.SubmittedBy.ID, &o.SubmittedBy.DisplayName, &o.raw.submittedAt, &o.raw.updatedAt, &o.Seq); err != nil {
+		&errJSON, &resJSON, &o.SubmittedBy.ID, &o.SubmittedBy.DisplayName, &o.raw.submittedAt, &o.raw.updatedAt, &o.Seq,
+		&o.Attempt, &untouched); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(steps), &o.Steps); err != nil {
@@ -76,6 +87,7 @@ func scanOperation(sc interface{ Scan(...any) error }) (*Operation, error) {
 		}
 	}
 	o.SubmittedAt, o.UpdatedAt = rfc3339(o.raw.submittedAt), rfc3339(o.raw.updatedAt)
+	o.Retryable = untouched == 1 && o.Error != nil && o.Error.Retryable
 	return o, nil
 }
 
@@ -85,7 +97,7 @@ func (s *Server) loadOperation(ctx context.Context, q querier, teamID, id string
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, errNotFound
 	}
-	query := `SELECT ` + operationColumns + ` FROM operations o JOIN members m ON m.id = o.submitted_by WHERE o.id = $1 AND ($2 = '' OR o.team_id = $2)`
+	query := `SELECT ` + operationColumns + operationFrom + ` WHERE o.id = $1 AND ($2 = '' OR o.team_id = $2)`
 	if forUpdate && s.db.Dialect == "postgres" {
 		query += ` FOR UPDATE OF o`
 	}
@@ -105,8 +117,8 @@ func (s *Server) saveOperation(ctx context.Context, tx execer, o *Operation) err
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE operations SET status = $2, steps = $3, error = $4, result = $5, updated_at = $6, seq = $7 WHERE id = $1`),
-		o.ID, o.Status, string(steps), nullJSON(o.Error), nullJSON(o.Result), o.raw.updatedAt, o.Seq)
+	_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE operations SET status = $2, steps = $3, error = $4, result = $5, updated_at = $6, seq = $7, attempt = $8 WHERE id = $1`),
+		o.ID, o.Status, string(steps), nullJSON(o.Error), nullJSON(o.Result), o.raw.updatedAt, o.Seq, o.Attempt)
 	if err != nil {
 		return fmt.Errorf("save operation %s: %w", o.ID, err)
 	}
@@ -135,7 +147,7 @@ func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
 
 // teamOperations lists a team's newest operations.
 func (s *Server) teamOperations(ctx context.Context, teamID string, limit int) ([]*Operation, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT `+operationColumns+` FROM operations o JOIN members m ON m.id = o.submitted_by
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT `+operationColumns+operationFrom+`
 		WHERE o.team_id = $1 ORDER BY o.submitted_at DESC, o.id DESC LIMIT $2`), teamID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list operations: %w", err)

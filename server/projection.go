@@ -57,7 +57,9 @@ func (s *Server) project(msg *message.Message) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	ApplyStatus(o, ev, at.UnixMilli())
+	if !ApplyStatus(o, ev, at.UnixMilli()) {
+		return nil
+	}
 	if err := s.saveOperation(ctx, q, o); err != nil {
 		return err
 	}
@@ -66,6 +68,7 @@ func (s *Server) project(msg *message.Message) error {
 		if reopened, err = s.reopenDraft(ctx, q, o); err != nil {
 			return err
 		}
+		o.Retryable = reopened != nil && o.Error != nil && o.Error.Retryable
 	}
 	if err := s.announce(ctx, q, fanEvent{Kind: fanOperation, OpID: o.ID}); err != nil {
 		return err
@@ -84,9 +87,14 @@ func (s *Server) project(msg *message.Message) error {
 	return nil
 }
 
-// ApplyStatus folds one status event into an operation and raises its seq.
-// Events after the operation ended change nothing but the step they name.
-func ApplyStatus(o *Operation, ev envelope.StatusChanged, atMillis int64) {
+// ApplyStatus folds one status event into an operation and raises its seq;
+// it reports false for an event of an earlier run (before a retry), which
+// changes nothing. Events after the operation ended change nothing but the
+// step they name.
+func ApplyStatus(o *Operation, ev envelope.StatusChanged, atMillis int64) bool {
+	if ev.Attempt < o.Attempt {
+		return false
+	}
 	at := rfc3339(atMillis)
 	failedAt := -1
 	for i := range o.Steps {
@@ -131,6 +139,7 @@ func ApplyStatus(o *Operation, ev envelope.StatusChanged, atMillis int64) {
 	o.Seq++
 	o.raw.updatedAt = atMillis
 	o.UpdatedAt = at
+	return true
 }
 
 // reopenDraft puts a draft whose order failed back into editing with a new

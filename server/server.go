@@ -173,6 +173,7 @@ func (s *Server) Handler() http.Handler {
 			r.Post("/drafts/{id}/submit", s.handle(s.submitDraft))
 			r.Get("/operations", s.handle(s.listOperations))
 			r.Get("/operations/{id}", s.handle(s.getOperation))
+			r.Post("/operations/{id}/retry", s.handle(s.retryOperation))
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, errorf(CodeNotFound, "There is no API endpoint %s %s.", r.Method, r.URL.Path).body())

@@ -149,6 +149,7 @@ func runEdit(ctx context.Context, cfg config, backend string) error {
 	var measured int64
 	var cpuA, cpuB cpuSample
 	var perf *perfRecorder
+	var waits *waitSampler
 	inWindow := false
 	p := newPacer(ec.rate)
 	var senders sync.WaitGroup
@@ -163,6 +164,7 @@ func runEdit(ctx context.Context, cfg config, backend string) error {
 			inWindow = true
 			cpuA = takeCPU(srv.PID)
 			perf = startPerf(cfg.perfDir, backend+"-edit", srv.PID)
+			waits = startWaits(srv)
 		}
 		if m {
 			measured++
@@ -185,6 +187,7 @@ func runEdit(ctx context.Context, cfg config, backend string) error {
 	elapsed := time.Since(warmEnd)
 	cpuB = takeCPU(srv.PID)
 	perf.stop()
+	pgWaits := waits.stop()
 	senders.Wait()
 	expected := measured * int64(size)
 	_ = waitFor(ctx, 10*time.Second, func() bool { return cnt.copies.Load() >= expected })
@@ -211,6 +214,9 @@ func runEdit(ctx context.Context, cfg config, backend string) error {
 	infof("%s/edit: ack    %s", backend, a.describe())
 	infof("%s/edit: fanout %s", backend, f.describe())
 	infof("%s/edit: %s", backend, cpuUse(cpuA, cpuB))
+	if pgWaits != "" {
+		infof("%s/edit: %s", backend, pgWaits)
+	}
 	if e := cnt.firstErr.Load(); e != nil {
 		infof("%s/edit: first rejection or error: %v", backend, e)
 	}

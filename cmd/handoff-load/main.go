@@ -13,7 +13,8 @@
 //	edit        1000 sockets on 100 drafts, 500 ops/s in total; ack and fan-out latency
 //	submit      50 submits/s; submit request to the `completed` operation message
 //	submit_max  the highest submit rate sustained with every operation completing
-//	            and p99 under one second (a stepped probe; -max-full for 60 s steps)
+//	            and p99 under one second: a stepped probe of short steps; with
+//	            -max-full the rate found is then held for 60 s to confirm it
 //	idle        10,000 idle authenticated sockets; server RSS growth per socket
 //	baseline    one hop through watermill-sql with its defaults versus one hop
 //	            through pkg/bus, in process, on PostgreSQL
@@ -78,17 +79,20 @@ func run(ctx context.Context, args []string) error {
 			return
 		}
 		t0 := time.Now()
+		infof("%s: starting, load average %s", name, loadAvg())
 		if err := fn(); err != nil {
 			fmt.Fprintf(os.Stderr, "handoff-load: %s: %v\n", name, err)
 			failed = append(failed, name)
 		}
 		infof("%s took %.1fs", name, time.Since(t0).Seconds())
 	}
-	for _, backend := range cfg.backends {
-		if cfg.scenarios["edit"] {
+	if cfg.scenarios["edit"] {
+		for _, backend := range cfg.backends {
 			try(backend+"/edit", func() error { return runEdit(ctx, cfg, backend) })
 		}
-		if cfg.scenarios["submit"] {
+	}
+	if cfg.scenarios["submit"] {
+		for _, backend := range cfg.backends {
 			try(backend+"/submit", func() error { return runSubmit(ctx, cfg, backend) })
 		}
 	}
@@ -146,7 +150,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.max.stepDuration, "max-step-duration", 8*time.Second, "submit_max: duration of each probe step")
 	fs.DurationVar(&cfg.max.confirm, "max-confirm", 0, "submit_max: if set, hold the found rate this long to confirm it, stepping down on failure")
 	fs.DurationVar(&cfg.max.p99, "max-p99", time.Second, "submit_max: a step passes only with p99 under this")
-	full := fs.Bool("max-full", false, "submit_max: the full form, every step and the confirmation held for 60 s")
+	full := fs.Bool("max-full", false, "submit_max: the full form: after the probe, hold the rate found for 60 s (-max-confirm 60s), stepping down by a tenth until it passes")
 
 	fs.IntVar(&cfg.idle.conns, "idle-conns", 10000, "idle: sockets")
 	fs.IntVar(&cfg.idle.members, "idle-members", 1000, "idle: members (sessions) the sockets are spread over")
@@ -161,9 +165,8 @@ func parseFlags(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if *full {
-		cfg.max.stepDuration = 60 * time.Second
-		cfg.max.confirm = 0 // every step already lasts 60 s
+	if *full && cfg.max.confirm == 0 {
+		cfg.max.confirm = 60 * time.Second
 	}
 	var err error
 	if cfg.backends, err = backendList(backends); err != nil {
@@ -236,6 +239,20 @@ func raiseFileLimit() {
 		lim.Cur = lim.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
+}
+
+// loadAvg is the first three fields of /proc/loadavg: other work on the
+// machine skews every figure, so each scenario notes it.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func infof(format string, args ...any) {

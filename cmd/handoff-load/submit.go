@@ -68,6 +68,7 @@ type stepResult struct {
 	notCreated int // answered 200 instead of 202
 	firstErr   string
 	cpu        string
+	waits      string
 }
 
 func (r stepResult) ok(p99 time.Duration) bool {
@@ -79,6 +80,9 @@ func (r stepResult) String() string {
 	s := fmt.Sprintf("rate %d/s: sent %d in %.1fs (%.0f/s), completed %d, failed %d, missing %d, http errors %d, not created %d; completed %s; http %s; %s",
 		r.rate, r.sent, r.elapsed.Seconds(), float64(r.sent)/r.elapsed.Seconds(), r.completed, r.failed, r.missing, r.httpErrors, r.notCreated,
 		r.lat.describe(), r.httpLat.describe(), r.cpu)
+	if r.waits != "" {
+		s += "; " + r.waits
+	}
 	if r.firstErr != "" {
 		s += "; first error: " + r.firstErr
 	}
@@ -299,13 +303,13 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 	}
 	var (
 		wg       sync.WaitGroup
-		httpMu   sync.Mutex
 		httpLat  samples
 		httpErrs atomic.Int64
 		notNew   atomic.Int64
 		firstErr atomic.Value
 		cpuA     cpuSample
 		perf     *perfRecorder
+		waits    *waitSampler
 		mine     []string
 	)
 	warmEnd := time.Now().Add(warmup)
@@ -313,6 +317,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 	if warmup == 0 {
 		cpuA = takeCPU(r.srv.PID)
 		perf = startPerf(cfg.perfDir, name, r.srv.PID)
+		waits = startWaits(r.srv)
 	}
 	inWindow := warmup == 0
 	p := newPacer(rate)
@@ -327,6 +332,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 			inWindow = true
 			cpuA = takeCPU(r.srv.PID)
 			perf = startPerf(cfg.perfDir, name, r.srv.PID)
+			waits = startWaits(r.srv)
 		}
 		if measured {
 			res.sent++
@@ -354,9 +360,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 				notNew.Add(1)
 			}
 			if measured {
-				httpMu.Lock()
 				httpLat.add(took)
-				httpMu.Unlock()
 			}
 		}()
 	}
@@ -365,6 +369,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 		res.cpu = cpuUse(cpuA, takeCPU(r.srv.PID))
 	}
 	perf.stop()
+	res.waits = waits.stop()
 	r.mu.Lock()
 	r.next += i
 	r.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +17,8 @@ type config struct {
 	DatabaseURL string
 	Role        string
 	LogLevel    slog.Level
+	// DBPool bounds the PostgreSQL connections of this process.
+	DBPool int
 }
 
 // Roles a process can take.
@@ -43,6 +46,7 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	fs.StringVar(&c.Addr, "addr", env("HANDOFF_ADDR", "127.0.0.1:8080"), "address to listen on (HANDOFF_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database", env("HANDOFF_DATABASE_URL", "sqlite:data/handoff.db"), "database URL: sqlite:PATH or postgres://... (HANDOFF_DATABASE_URL)")
 	fs.StringVar(&c.Role, "role", env("HANDOFF_ROLE", roleAll), "what this process runs: all, edge or interior (HANDOFF_ROLE)")
+	fs.IntVar(&c.DBPool, "db-pool", envInt(getenv, "HANDOFF_DB_POOL", 16), "PostgreSQL connections per process (HANDOFF_DB_POOL)")
 	fs.StringVar(&level, "log-level", env("HANDOFF_LOG_LEVEL", "info"), "debug, info, warn or error (HANDOFF_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -63,6 +67,9 @@ func (c *config) validate(level string) error {
 	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		errs = append(errs, fmt.Errorf("--database must start with sqlite: or postgres://, not %q", c.DatabaseURL))
 	}
+	if c.DBPool < 2 || c.DBPool > 1000 {
+		errs = append(errs, fmt.Errorf("--db-pool must be 2 to 1000, not %d", c.DBPool))
+	}
 	if c.Addr == "" {
 		errs = append(errs, errors.New("--addr must not be empty"))
 	}
@@ -70,6 +77,20 @@ func (c *config) validate(level string) error {
 		errs = append(errs, fmt.Errorf("--log-level: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// envInt reads an integer default from the environment; a malformed value
+// is kept as -1 so validation reports it.
+func envInt(getenv func(string) string, key string, def int) int {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func usage(w io.Writer) {

@@ -69,6 +69,10 @@ func open(ctx context.Context, cfg config, log *slog.Logger) (*sqldb.DB, *bus.Bu
 	if err != nil {
 		return nil, nil, err
 	}
+	if db.Dialect == sqldb.Postgres {
+		db.SetMaxOpenConns(cfg.DBPool)
+		db.SetMaxIdleConns(cfg.DBPool)
+	}
 	b, err := bus.New(db, watermill.NewSlogLogger(log.With("component", "bus")), bus.Options{})
 	if err != nil {
 		db.Close()

@@ -54,7 +54,7 @@ type process struct {
 
 func startProcess(t *testing.T, dbURL, role string) *process {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--role", role, "--log-level", "warn")
+	cmd := exec.Command(binary(t), "serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--role", role, "--log-level", "warn", "--db-pool", "6")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -83,8 +83,10 @@ func openPostgres(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	pool.SetMaxOpenConns(32)
-	pool.SetMaxIdleConns(32)
+	// Several processes share one server's connection limit (100 by
+	// default), so each keeps a modest pool.
+	pool.SetMaxOpenConns(16)
+	pool.SetMaxIdleConns(16)
 	if err := pool.PingContext(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open database: %w", err)

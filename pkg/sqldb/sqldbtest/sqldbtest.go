@@ -87,6 +87,9 @@ func MustOpen(tb testing.TB, url string) *sqldb.DB {
 	if err != nil {
 		tb.Fatalf("open %s: %v", url, err)
 	}
+	// Tests run side by side on one PostgreSQL server: keep pools small.
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
 	tb.Cleanup(func() { db.Close() })
 	return db
 }

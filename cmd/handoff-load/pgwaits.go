@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// waitSampler samples what the server's PostgreSQL sessions are doing
+// (pg_stat_activity wait events of sessions in a transaction or running a
+// statement) every 100 ms during a measured window: where the database
+// side of the latency goes, without touching the server.
+type waitSampler struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	counts map[string]int
+	polls  int
+}
+
+// startWaits samples the database at url; nil for SQLite.
+func startWaits(c *child) *waitSampler {
+	if c.Backend != "postgres" {
+		return nil
+	}
+	db, err := sql.Open("pgx", c.DBURL)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &waitSampler{cancel: cancel, done: make(chan struct{}), counts: map[string]int{}}
+	go func() {
+		defer close(w.done)
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rows, err := db.QueryContext(ctx, `SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, 'running'), state
+				FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+				AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction')`)
+			if err != nil {
+				continue
+			}
+			w.mu.Lock()
+			w.polls++
+			for rows.Next() {
+				var typ, ev, state string
+				if rows.Scan(&typ, &ev, &state) == nil {
+					if state == "idle in transaction" {
+						ev += "(in tx)"
+					}
+					w.counts[typ+":"+ev]++
+				}
+			}
+			w.mu.Unlock()
+			rows.Close()
+		}
+	}()
+	return w
+}
+
+// stop ends the sampling and describes it: the average number of sessions
+// in each wait state over the window, busiest first.
+func (w *waitSampler) stop() string {
+	if w == nil {
+		return ""
+	}
+	w.cancel()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.polls == 0 {
+		return ""
+	}
+	type kv struct {
+		k string
+		n int
+	}
+	var all []kv
+	total := 0
+	for k, n := range w.counts {
+		all = append(all, kv{k, n})
+		total += n
+	}
+	slices.SortFunc(all, func(a, b kv) int { return b.n - a.n })
+	var parts []string
+	for i, e := range all {
+		if i == 8 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s=%.2f", e.k, float64(e.n)/float64(w.polls)))
+	}
+	return fmt.Sprintf("pg sessions busy on average %.2f: %s", float64(total)/float64(w.polls), strings.Join(parts, " "))
+}
