@@ -45,8 +45,8 @@ type Operation struct {
 	// Retryable says Retry is offered: the operation failed for a
 	// transient reason and its draft is untouched since (an extension).
 	Retryable bool `json:"retryable"`
-	teamID      string
-	raw         operationRawState // what is stored but not sent as is
+	teamID    string
+	raw       operationRawState // what is stored but not sent as is
 }
 
 type operationRawState struct {
