@@ -196,6 +196,11 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 			return err
 		}
 		if prev, ok, err := s.storedOp(ctx, tx, draftID, clientOpID); err != nil || ok {
+			if ok && prev.Author.ID != p.Member.ID {
+				// Only its author can resend an op; anyone else reusing the
+				// id would otherwise be acknowledged for an op never applied.
+				return invalid("client_op_id", "This client_op_id was already used by another member; choose a new one.")
+			}
 			msg, dup = prev, ok
 			return err
 		}

@@ -33,6 +33,7 @@ const (
 	fanSnapshot  = "snapshot"
 	fanOperation = "operation"
 	fanPresence  = "presence"
+	fanLogout    = "logout"
 )
 
 // fanEvent is one change announced to the other edge processes.
@@ -45,6 +46,7 @@ type fanEvent struct {
 	Rev     int64           `json:"r,omitempty"`
 	Msg     json.RawMessage `json:"m,omitempty"`
 	Members []presenceEntry `json:"pm,omitempty"`
+	Session string          `json:"s,omitempty"`
 }
 
 // announce tells the other edge processes of a change, through ex (the
@@ -108,6 +110,8 @@ func (s *Server) onAnnounce(_, payload string) {
 		} else {
 			s.log.Error("load announced operation", "operation_id", ev.OpID, "err", err)
 		}
+	case fanLogout:
+		s.hub.endSession(ev.Session)
 	case fanPresence:
 		s.hub.setRemotePresence(ev.DraftID, ev.Process, ev.Members)
 		s.hub.broadcastPresence(ev.DraftID)

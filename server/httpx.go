@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 )
 
@@ -30,6 +31,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 
 // decodeBytes is decode for a body already read (also WebSocket frames).
 func decodeBytes(body []byte, v any) error {
+	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
+		return errorf(CodeBadRequest, "The body is not valid: %s.", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -108,8 +112,8 @@ func sameOrigin(next http.Handler) http.Handler {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 		default:
-			if origin := r.Header.Get("Origin"); origin != "" && !originMatches(origin, r.Host) {
-				writeJSON(w, http.StatusForbidden, errorf(CodeForbiddenOrigin, "Requests from %s are not allowed.", origin).body())
+			if !sameOriginRequest(r) {
+				writeJSON(w, http.StatusForbidden, foreignOrigin(r).body())
 				return
 			}
 		}
@@ -117,9 +121,26 @@ func sameOrigin(next http.Handler) http.Handler {
 	})
 }
 
-func originMatches(origin, host string) bool {
+// sameOriginRequest reports whether a request has no Origin or this
+// server's own: the same scheme and host.
+func sameOriginRequest(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
 	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(u.Host, r.Host)
+}
+
+func foreignOrigin(r *http.Request) *Error {
+	return errorf(CodeForbiddenOrigin, "Requests from %s are not allowed.", r.Header.Get("Origin"))
 }
 
 // handler adapts a handler that returns an error.

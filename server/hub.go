@@ -330,6 +330,19 @@ func (h *Hub) teamIDs() []string {
 	return ids
 }
 
+// endSession closes the sockets of a session that signed out.
+func (h *Hub) endSession(session string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, set := range h.byTeam {
+		for c := range set {
+			if c.p.session == session {
+				c.kill(websocket.StatusPolicyViolation, "signed out")
+			}
+		}
+	}
+}
+
 // count is the number of open sockets.
 func (h *Hub) count() int {
 	h.mu.Lock()

@@ -17,6 +17,9 @@ const (
 	MaxItems    = 200
 	MaxQuantity = 10000
 	MaxNote     = 1000
+	// MaxDraftBytes keeps a draft's snapshot inside one WebSocket frame
+	// (64 KiB), with room for the envelope around it.
+	MaxDraftBytes = 60 << 10
 )
 
 // Op kinds.
@@ -114,6 +117,44 @@ func ApplyOp(d *Draft, op *Op, cat *catalog.Catalog) error {
 	}
 }
 
+// checkGrowth refuses a change that would make the draft's snapshot too
+// large for one frame; grow is the change in bytes.
+func checkGrowth(d *Draft, grow int) error {
+	if grow > 0 && draftBytes(d)+grow > MaxDraftBytes {
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("The draft would be larger than %d KiB, too large to share live; shorten its notes.", MaxDraftBytes>>10)}
+	}
+	return nil
+}
+
+// draftBytes bounds the size of a draft's snapshot from above: JSON's
+// escapes are counted at their longest.
+func draftBytes(d *Draft) int {
+	n := 400 + jsonBytes(d.Title)
+	for i := range d.Items {
+		n += itemBytes(&d.Items[i])
+	}
+	return n
+}
+
+func itemBytes(it *Item) int {
+	return 90 + len(it.ID) + len(it.SKU) + jsonBytes(it.Name) + jsonBytes(it.Note)
+}
+
+func jsonBytes(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c == '<', c == '>', c == '&':
+			n += 6
+		case c == '"', c == '\\':
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
 func onlyFields(op *Op, title, item, itemID, qtyOrNote bool) error {
 	if !title && op.Title != nil {
 		return invalid("title", "A %s op has no title.", op.Kind)
@@ -148,6 +189,9 @@ func applySetTitle(d *Draft, op *Op) error {
 	}
 	t, err := CheckTitle(*op.Title)
 	if err != nil {
+		return err
+	}
+	if err := checkGrowth(d, jsonBytes(t)-jsonBytes(d.Title)); err != nil {
 		return err
 	}
 	op.Title = &t
@@ -197,7 +241,11 @@ func applyAddItem(d *Draft, op *Op, cat *catalog.Catalog) error {
 	if err := checkNote(it.Note); err != nil {
 		return err
 	}
-	d.Items = append(d.Items, Item{ID: it.ID, SKU: p.SKU, Name: p.Name, Quantity: q, Note: it.Note})
+	item := Item{ID: it.ID, SKU: p.SKU, Name: p.Name, Quantity: q, Note: it.Note}
+	if err := checkGrowth(d, itemBytes(&item)); err != nil {
+		return err
+	}
+	d.Items = append(d.Items, item)
 	return nil
 }
 
@@ -229,6 +277,9 @@ func applyUpdateItem(d *Draft, op *Op) error {
 			return err
 		}
 		next.Note = *op.Note
+	}
+	if err := checkGrowth(d, itemBytes(&next)-itemBytes(&d.Items[i])); err != nil {
+		return err
 	}
 	d.Items[i] = next
 	return nil

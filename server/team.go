@@ -34,6 +34,9 @@ type principal struct {
 	Team        Team
 	Member      Member
 	InviteToken string
+	// session is the hash of the session token, so logout can end the
+	// session's sockets too.
+	session string
 }
 
 const sessionCookie = "handoff_session"
@@ -202,11 +205,14 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
-	c, err := r.Cookie(sessionCookie)
-	if err == nil {
-		if _, err := s.db.ExecContext(r.Context(), s.db.Q(`DELETE FROM sessions WHERE token_hash = $1`), hashToken(c.Value)); err != nil {
-			return fmt.Errorf("logout: %w", err)
-		}
+	session := principalFrom(r.Context()).session
+	if _, err := s.db.ExecContext(r.Context(), s.db.Q(`DELETE FROM sessions WHERE token_hash = $1`), session); err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	// The session's open sockets end with it, here and on other edges.
+	s.hub.endSession(session)
+	if err := s.announce(r.Context(), s.db, fanEvent{Kind: fanLogout, Session: session}); err != nil {
+		s.log.Warn("announce logout", "err", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil, MaxAge: -1})
 	w.WriteHeader(http.StatusNoContent)
@@ -236,6 +242,7 @@ func (s *Server) principalOf(r *http.Request) (principal, error) {
 		FROM sessions s JOIN members m ON m.id = s.member_id JOIN teams t ON t.id = m.team_id
 		WHERE s.token_hash = $1`), hashToken(c.Value)).
 		Scan(&p.Member.ID, &p.Member.DisplayName, &p.Team.ID, &p.Team.Name, &p.InviteToken)
+	p.session = hashToken(c.Value)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, errorf(CodeUnauthenticated, "Your session has ended. Please sign in again.")
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -26,7 +27,7 @@ type clientMsg struct {
 	ClientOpID   string          `json:"client_op_id"`
 	BaseRevision *int64          `json:"base_revision"`
 	Op           json.RawMessage `json:"op"`
-	Focus        *string         `json:"focus"`
+	Focus        *string         `json:"focus" null:"ok"`
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +36,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// Accept refuses a cross-origin handshake by itself.
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		s.writeError(w, r, errorf(CodeBadRequest, "This endpoint takes WebSocket connections only."))
+		return
+	}
+	// Accept checks the origin's host too; this adds the scheme and the
+	// contract's error body.
+	if !sameOriginRequest(r) {
+		s.writeError(w, r, foreignOrigin(r))
+		return
+	}
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
@@ -95,6 +105,7 @@ func (s *Server) writeLoop(ctx context.Context, c *conn) {
 func (s *Server) readLoop(ctx context.Context, c *conn) {
 	rate, burst := float64(s.cfg.FrameRate), float64(2*s.cfg.FrameRate)
 	tokens, last := burst, time.Now()
+	var lastRefusal time.Time
 	for {
 		typ, data, err := c.ws.Read(ctx)
 		if err != nil {
@@ -103,17 +114,25 @@ func (s *Server) readLoop(ctx context.Context, c *conn) {
 		now := time.Now()
 		tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
 		last = now
-		if typ != websocket.MessageText {
-			c.enqueue(errorMsg(errorf(CodeBadRequest, "Frames must be text, one JSON object each.")))
+		if typ != websocket.MessageText || !utf8.Valid(data) {
+			c.enqueue(errorMsg(errorf(CodeBadRequest, "Frames must be UTF-8 text, one JSON object each.")))
 			continue
 		}
 		var m clientMsg
 		if err := decodeBytes(data, &m); err != nil {
-			c.enqueue(errorMsg(err))
+			c.enqueue(frameError(data, err))
 			continue
 		}
 		if tokens < 1 {
-			s.refuseRate(c, &m)
+			// Ops are each answered, so the sender knows which to resend;
+			// other frames past the rate get one error a second, so a flood
+			// cannot fill the socket's own queue.
+			if m.Type == "op" {
+				c.enqueue(rejectedMsg(&m, rateLimited()))
+			} else if now.Sub(lastRefusal) >= time.Second {
+				lastRefusal = now
+				c.enqueue(errorMsg(rateLimited()))
+			}
 			continue
 		}
 		tokens--
@@ -121,13 +140,24 @@ func (s *Server) readLoop(ctx context.Context, c *conn) {
 	}
 }
 
-func (s *Server) refuseRate(c *conn, m *clientMsg) {
-	e := &Error{Code: CodeRateLimited, Message: "Too many messages; slow down.", Extra: map[string]any{"retry_after": 1}}
-	if m.Type == "op" {
-		c.enqueue(rejectedMsg(m, e))
-		return
+func rateLimited() *Error {
+	return &Error{Code: CodeRateLimited, Message: "Too many messages; slow down.", Extra: map[string]any{"retry_after": 1}}
+}
+
+// frameError answers a frame that failed to decode: an op whose
+// client_op_id can still be read is rejected under that id, so its sender
+// can match the answer; anything else gets an error.
+func frameError(data []byte, err error) []byte {
+	var loose struct {
+		Type       string `json:"type"`
+		DraftID    string `json:"draft_id"`
+		ClientOpID string `json:"client_op_id"`
 	}
-	c.enqueue(errorMsg(e))
+	_ = json.Unmarshal(data, &loose) // best effort: a type error elsewhere still fills these
+	if loose.Type == "op" && loose.ClientOpID != "" {
+		return rejectedMsg(&clientMsg{DraftID: loose.DraftID, ClientOpID: loose.ClientOpID}, err)
+	}
+	return errorMsg(err)
 }
 
 func errorMsg(err error) []byte {
