@@ -44,13 +44,14 @@ type SimConfig struct {
 	DeclineRate float64
 	// TransientRate is the share of calls that fail with a transient error.
 	TransientRate float64
-	// FailFirst makes the first N calls for every key fail transiently.
+	// FailFirst makes the first N calls for every operation (across its
+	// retries) fail transiently.
 	FailFirst int
 	// TimeoutRate is the share of calls that charge and then never answer,
 	// so the caller times out although the money moved.
 	TimeoutRate float64
-	// TimeoutFirst makes the first N calls for every key charge and then
-	// never answer.
+	// TimeoutFirst makes the next N calls for every operation, after
+	// FailFirst, charge and then never answer.
 	TimeoutFirst int
 }
 
@@ -62,7 +63,7 @@ type SimProvider struct {
 	db  *sqldb.DB
 	cfg SimConfig
 	mu  sync.Mutex
-	// calls counts calls per key, for FailFirst.
+	// calls counts calls per operation, for FailFirst and TimeoutFirst.
 	calls map[string]int
 }
 
@@ -80,8 +81,8 @@ func (p *SimProvider) Charge(ctx context.Context, c Charge) (string, error) {
 		return "", err
 	}
 	p.mu.Lock()
-	p.calls[c.IdempotencyKey]++
-	n := p.calls[c.IdempotencyKey]
+	p.calls[c.Reference]++
+	n := p.calls[c.Reference]
 	p.mu.Unlock()
 	if n <= p.cfg.FailFirst || rand.Float64() < p.cfg.TransientRate {
 		return "", errTransient

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for CREATE/DROP DATABASE
+
+	"handoff/pkg/sqldb"
 )
 
 // child is a `handoff serve` started for one scenario, with a database of
@@ -67,6 +69,9 @@ func startChild(ctx context.Context, cfg config, backend string) (*child, error)
 	for attempt := 0; attempt < 3; attempt++ {
 		if lastErr = c.launch(ctx, cfg); lastErr == nil {
 			ok = true
+			if h := horizonHolders(ctx, c); h != "" {
+				infof("warning: %s", h)
+			}
 			return c, nil
 		}
 	}
@@ -176,6 +181,27 @@ func (c *child) logTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Restock raises every product's stock in the server's database. The
+// catalog seeds about 5,000 units in all, which a few thousand benchmark
+// orders would use up, failing the rest as out of stock; this is the one
+// write the load generator makes outside the public API, into a database
+// of its own, while the server is idle.
+func (c *child) Restock(ctx context.Context) error {
+	db, err := sqldb.Open(ctx, c.DBURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	res, err := db.ExecContext(ctx, `UPDATE stock SET available = 1000000000`)
+	if err != nil {
+		return fmt.Errorf("restock: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errors.New("restock: no stock rows")
+	}
+	return nil
 }
 
 // LogErrors counts the server's log lines at level ERROR or WARN.

@@ -102,3 +102,43 @@ func (w *waitSampler) stop() string {
 	}
 	return fmt.Sprintf("pg sessions busy on average %.2f: %s", float64(total)/float64(w.polls), strings.Join(parts, " "))
 }
+
+// horizonHolders describes the transactions of other databases on the same
+// PostgreSQL server that have been open for over a second. watermill-sql's
+// default PostgreSQL schema delivers only rows older than the snapshot's
+// xmin, which is cluster-wide: one such transaction anywhere holds back
+// every handoff subscriber until it ends, and the figures with it.
+func horizonHolders(ctx context.Context, c *child) string {
+	if c.Backend != "postgres" {
+		return ""
+	}
+	db, err := sql.Open("pgx", c.DBURL)
+	if err != nil {
+		return ""
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(qctx, `SELECT pid, coalesce(datname, ''), coalesce(application_name, ''), coalesce(state, ''),
+			extract(epoch FROM now() - xact_start)::float8
+		FROM pg_stat_activity
+		WHERE datname IS DISTINCT FROM current_database() AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
+		AND xact_start < now() - interval '1 second' ORDER BY xact_start LIMIT 3`)
+	if err != nil {
+		return ""
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var pid int
+		var db, app, state string
+		var age float64
+		if rows.Scan(&pid, &db, &app, &state, &age) == nil {
+			out = append(out, fmt.Sprintf("pid %d (database %s, %s, %s) open %.0fs", pid, db, app, state, age))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "transactions of other databases hold back the cluster's xmin horizon: " + strings.Join(out, "; ")
+}

@@ -131,6 +131,9 @@ func newSubmitRig(ctx context.Context, cfg config, backend string, nTeams int) (
 			rig.close()
 		}
 	}()
+	if err := srv.Restock(ctx); err != nil {
+		return nil, err
+	}
 	pool := newAddrPool()
 	if rig.teams, err = makeTeams(ctx, srv.Base, pool, nTeams, 2); err != nil {
 		return nil, err
@@ -413,6 +416,11 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 	res.httpErrors, res.notCreated = int(httpErrs.Load()), int(notNew.Load())
 	if e, _ := firstErr.Load().(string); e != "" && res.firstErr == "" {
 		res.firstErr = "http: " + e
+	}
+	if res.missing > 0 {
+		if h := horizonHolders(ctx, r.srv); h != "" {
+			res.firstErr += " [" + h + "]"
+		}
 	}
 	if !r.srv.Alive() {
 		return res, errors.Join(errStopped, errors.New(r.srv.logTail(20)))

@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	workers := make(chan error, 2)
 	running := 0
 	if cfg.runsInterior() {
-		if in, err = interior.New(db, b, log, interior.Config{Metrics: reg}); err != nil {
+		if in, err = interior.New(db, b, log, interior.Config{Metrics: reg, Sim: cfg.Payment, PaymentTimeout: cfg.PaymentTimeout, PaymentMaxTries: cfg.PaymentMaxTries}); err != nil {
 			return err
 		}
 		running++
