@@ -4,7 +4,7 @@ BIN     := bin/handoff
 GOFILES := $(shell find . -name '*.go' -not -path './node_modules/*')
 FRONTEND_SRC := $(shell find frontend/src frontend/index.html frontend/public -type f 2>/dev/null) frontend/vite.config.ts frontend/tsconfig.json
 
-.PHONY: run build test test-go test-e2e frontend vet clean
+.PHONY: run build test test-go test-e2e frontend vet clean chaos
 
 run: build
 	./$(BIN) serve
@@ -37,6 +37,11 @@ test-e2e: build
 	npx playwright test
 
 test: vet test-go test-e2e
+
+# The crash test at full size: 500 drafts per backend, interiors killed with
+# SIGKILL 30 times and the edge once; `make test` runs a short form.
+chaos:
+	$(GO) test -count=1 -timeout 30m -run 'TestChaos' -v ./cmd/handoff/ -chaos.drafts=500 -chaos.kills=30 -chaos.teams=16 | grep -E '^(chaos:|--- |ok|FAIL|PASS)' 
 
 clean:
 	rm -rf bin frontend/dist/assets frontend/dist/index.html node_modules/.stamp

@@ -96,6 +96,13 @@ func (c *child) launch(ctx context.Context, cfg config) error {
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--database", c.DBURL, "--log-level", cfg.logLevel)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Dir = c.dir
+	// The server as shipped: no HANDOFF_* settings leak in from this
+	// environment (the simulated provider's latency, pool sizes, ...).
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HANDOFF_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	// The server must not outlive the load generator.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

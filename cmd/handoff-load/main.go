@@ -143,8 +143,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.submit.duration, "submit-duration", 15*time.Second, "submit: measured time")
 
 	fs.StringVar(&maxBackends, "max-backends", "postgres", "submit_max: backends")
-	fs.IntVar(&cfg.max.start, "max-start", 100, "submit_max: first rate tried (submits/s)")
-	fs.IntVar(&cfg.max.step, "max-step", 100, "submit_max: rate increase per step")
+	fs.IntVar(&cfg.max.start, "max-start", 50, "submit_max: first rate tried (submits/s)")
+	fs.IntVar(&cfg.max.step, "max-step", 50, "submit_max: rate increase per step")
 	fs.IntVar(&cfg.max.limit, "max-limit", 3000, "submit_max: stop the search at this rate")
 	fs.IntVar(&cfg.max.refine, "max-refine", 1, "submit_max: bisection steps between the last passing and the first failing rate")
 	fs.DurationVar(&cfg.max.stepDuration, "max-step-duration", 8*time.Second, "submit_max: duration of each probe step")

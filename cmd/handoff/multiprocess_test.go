@@ -48,13 +48,22 @@ func binary(t *testing.T) string {
 
 // process is a handoff binary running as a child.
 type process struct {
-	URL string
-	cmd *exec.Cmd
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
-func startProcess(t *testing.T, dbURL, role string) *process {
+func startProcess(t *testing.T, dbURL, role string, extra ...string) *process {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--role", role, "--log-level", "warn", "--db-pool", "6")
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--role", role, "--log-level", "warn", "--db-pool", "6"}, extra...)
+	return spawn(t, args...)
+}
+
+// spawn starts the binary with args and waits until it says it runs; the
+// test's cleanup stops it.
+func spawn(t *testing.T, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -63,11 +72,9 @@ func startProcess(t *testing.T, dbURL, role string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.stop)
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() {
 		if m := urlLine.FindStringSubmatch(lines.Text()); m != nil {
@@ -77,9 +84,21 @@ func startProcess(t *testing.T, dbURL, role string) *process {
 	}
 	go io.Copy(io.Discard, stdout)
 	if p.URL == "" {
-		t.Fatalf("%s process did not start", role)
+		t.Fatalf("process %v did not start", args)
 	}
 	return p
+}
+
+// stop asks the process to shut down and waits for it.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	<-p.done
+}
+
+// kill ends the process at once, as a crash would.
+func (p *process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
 }
 
 // seen is what one socket saw of a draft: revision and client_op_id.
