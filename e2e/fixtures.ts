@@ -3,6 +3,7 @@
 // as shared/UX.md names them.
 
 import { test as base, expect, type Browser, type BrowserContext, type Locator, type Page } from "@playwright/test";
+import { startServer } from "./server";
 
 export { expect };
 
@@ -49,7 +50,75 @@ export const ui = {
       .getByRole("listitem")
       .filter({ hasText: title })
       .filter({ has: p.getByRole("list", { name: "Steps", exact: true }) }),
+  /** steps are the listitems of an operation's list "Steps". */
+  steps: (operation: Locator) => operation.getByRole("list", { name: "Steps", exact: true }).getByRole("listitem"),
+  /** step is one step of an operation, by its name ("Take payment"). */
+  step: (operation: Locator, name: string) => ui.steps(operation).filter({ hasText: name }),
+  /** retry is the "Retry" button of an operation whose failure can be retried. */
+  retry: (operation: Locator) => operation.getByRole("button", { name: "Retry", exact: true }),
 };
+
+// ---- the server's view -----------------------------------------------------
+
+/** ApiOperation is the part of an operation (shared/PROTOCOL.md) the tests read. */
+export interface ApiOperation {
+  id: string;
+  draft_id: string;
+  message_id: string;
+  status: string;
+  revision: number;
+  result: { order_number?: string; total_cents?: number; currency?: string } | null;
+  error: { code: string; message: string; retryable?: boolean } | null;
+  steps: Array<{ name: string; status: string; attempts: number; error: string | null }>;
+  submitted_by: { display_name: string };
+  seq: number;
+  /** attempt counts manual retries (an extension of the contract). */
+  attempt?: number;
+  /** retryable says Retry is offered (an extension of the contract). */
+  retryable?: boolean;
+}
+
+/** operationsOf is what GET /api/operations says about one draft, newest first. */
+export async function operationsOf(page: Page, draftId: string): Promise<ApiOperation[]> {
+  const res = await page.request.get("/api/operations");
+  expect(res.status()).toBe(200);
+  const body = (await res.json()) as { operations: ApiOperation[] };
+  return body.operations.filter((o) => o.draft_id === draftId);
+}
+
+/** ApiDraft is the part of a draft (shared/PROTOCOL.md) the tests read. */
+export interface ApiDraft {
+  id: string;
+  revision: number;
+  state: "editing" | "submitted";
+  items: Array<{ sku: string; quantity: number }>;
+  submission: { operation_id: string; message_id: string; revision: number } | null;
+}
+
+/** draftOf is what GET /api/drafts/{id} says. */
+export async function draftOf(page: Page, draftId: string): Promise<ApiDraft> {
+  const res = await page.request.get(`/api/drafts/${encodeURIComponent(draftId)}`);
+  expect(res.status()).toBe(200);
+  return (await res.json()) as ApiDraft;
+}
+
+/**
+ * watchSubmissions records every text the Submissions panel shows from now
+ * on, so a state that passes quickly (Pending) can be checked afterwards.
+ */
+export async function watchSubmissions(page: Page): Promise<() => Promise<string[]>> {
+  await ui.submissions(page).evaluate((panel) => {
+    const seen: string[] = [];
+    (window as unknown as { __submissionTexts: string[] }).__submissionTexts = seen;
+    const take = () => {
+      const text = panel.textContent ?? "";
+      if (seen[seen.length - 1] !== text) seen.push(text);
+    };
+    take();
+    new MutationObserver(take).observe(panel, { subtree: true, childList: true, characterData: true });
+  });
+  return () => page.evaluate(() => (window as unknown as { __submissionTexts: string[] }).__submissionTexts.slice());
+}
 
 // ---- steps -----------------------------------------------------------------
 
@@ -119,6 +188,18 @@ export async function openDraft(page: Page, title: string): Promise<void> {
   await expect(ui.title(page)).toHaveValue(title);
 }
 
+/**
+ * openDraftOf opens the draft another member has open, by its address (the
+ * drafts list of a member who was signed in before the draft was made
+ * learns of it only at its next refresh).
+ */
+export async function openDraftOf(page: Page, other: Page): Promise<void> {
+  const id = draftIdOf(other);
+  await page.goto(`/drafts/${encodeURIComponent(id)}`);
+  await expect(ui.title(page)).toHaveValue(await ui.title(other).inputValue());
+  await expect(ui.connection(page)).toHaveText("Connected");
+}
+
 /** addItem adds one of a product and waits until it shows. */
 export async function addItem(page: Page, productName: string): Promise<Locator> {
   await ui.product(page).selectOption({ label: productName });
@@ -134,6 +215,18 @@ async function newMember(browser: Browser, name: string): Promise<Member> {
   return { name, context, page };
 }
 
+interface WorkerFixtures {
+  /**
+   * serverFlags, set with test.use() at the top of a spec file, gives that
+   * file a server of its own: `bin/handoff serve` with these extra flags, on
+   * a fresh database, for as long as the worker runs the file. null (the
+   * default) is the suite's shared server from global-setup.ts.
+   */
+  serverFlags: readonly string[] | null;
+  /** serverURL is the address of the server the tests of this worker use. */
+  serverURL: string;
+}
+
 interface Fixtures {
   /** teamName is unique to the test. */
   teamName: string;
@@ -143,12 +236,31 @@ interface Fixtures {
   bob: Member;
 }
 
-export const test = base.extend<Fixtures>({
-  // global-setup.ts starts the server and names it before any worker starts.
-  baseURL: async ({}, use) => {
-    const url = process.env.HANDOFF_E2E_URL;
-    if (!url) throw new Error("HANDOFF_E2E_URL is not set: global-setup.ts did not run");
-    await use(url);
+export const test = base.extend<Fixtures, WorkerFixtures>({
+  serverFlags: [null, { scope: "worker", option: true }],
+  serverURL: [
+    async ({ serverFlags }, use, workerInfo) => {
+      if (serverFlags === null) {
+        // global-setup.ts starts the server and names it before any worker starts.
+        const url = process.env.HANDOFF_E2E_URL;
+        if (!url) throw new Error("HANDOFF_E2E_URL is not set: global-setup.ts did not run");
+        await use(url);
+        return;
+      }
+      const label = `bin/handoff serve ${serverFlags.join(" ")}`;
+      const server = await startServer({ flags: serverFlags, label });
+      try {
+        await use(server.url);
+      } finally {
+        if (!server.alive()) console.error(`e2e: ${label} stopped during the tests; its log ends with:\n${server.logTail()}`);
+        const name = serverFlags.join("").replace(/[^a-z0-9]+/gi, "-").replace(/^-+|-+$/g, "");
+        await server.stop(`handoff-server-${name}-w${workerInfo.workerIndex}.log`);
+      }
+    },
+    { scope: "worker", timeout: 30_000 },
+  ],
+  baseURL: async ({ serverURL }, use) => {
+    await use(serverURL);
   },
   teamName: async ({}, use) => {
     await use(unique("Team"));

@@ -19,42 +19,10 @@ import {
   draftIdOf,
   draftLink,
   unique,
+  operationsOf,
+  watchSubmissions,
+  type ApiOperation,
 } from "./fixtures";
-
-/**
- * watchSubmissions records every text the Submissions panel shows from now
- * on, so a state that passes quickly (Pending) can be checked afterwards.
- */
-async function watchSubmissions(page: Page): Promise<() => Promise<string[]>> {
-  await ui.submissions(page).evaluate((panel) => {
-    const seen: string[] = [];
-    (window as unknown as { __submissionTexts: string[] }).__submissionTexts = seen;
-    const take = () => {
-      const text = panel.textContent ?? "";
-      if (seen[seen.length - 1] !== text) seen.push(text);
-    };
-    take();
-    new MutationObserver(take).observe(panel, { subtree: true, childList: true, characterData: true });
-  });
-  return () => page.evaluate(() => (window as unknown as { __submissionTexts: string[] }).__submissionTexts.slice());
-}
-
-interface ApiOperation {
-  id: string;
-  draft_id: string;
-  status: string;
-  revision: number;
-  result: { order_number?: string; total_cents?: number; currency?: string } | null;
-  steps: Array<{ name: string; status: string }>;
-  submitted_by: { display_name: string };
-}
-
-async function operationsOf(page: Page, draftId: string): Promise<ApiOperation[]> {
-  const res = await page.request.get("/api/operations");
-  expect(res.status()).toBe(200);
-  const body = (await res.json()) as { operations: ApiOperation[] };
-  return body.operations.filter((o) => o.draft_id === draftId);
-}
 
 test("a team builds an order, submits it once with a double click, and both watch it complete", async ({ browser }, testInfo) => {
   const teamName = unique("Office team");

@@ -4,7 +4,7 @@
 // calls back `changed` whenever something on screen may need patching.
 
 import { api, ApiError, errorMessage, operationFrom } from "./api";
-import { latestForDraft, mergeOperation } from "./operations";
+import { latestForDraft, mergeOperation, refreshOperation } from "./operations";
 import { DraftSession } from "./draft/session";
 import { clearAllPending, draftsWithPending } from "./draft/pending-store";
 import type { Money } from "./draft/ops";
@@ -494,6 +494,11 @@ export class App {
       if (op) mergeOperation(this.operations, op);
       this.retries.set(id, { busy: false, error: null });
     } catch (e) {
+      // A refusal carries the operation as the server sees it now: its
+      // retryable may have turned false (someone edited the draft) without
+      // a change of seq, so that copy wins over one of the same seq.
+      const op = e instanceof ApiError && e.code === "not_retryable" ? operationFrom(e.detail) : null;
+      if (op) refreshOperation(this.operations, op);
       this.retries.set(id, { busy: false, error: errorMessage(e) });
     }
     this.changed();
@@ -529,6 +534,7 @@ export class App {
         if (!s || !msg.op) return;
         const r = s.applied(msg.revision, msg.client_op_id, msg.op);
         if (r.gap) s.subscribe();
+        this.draftTouched(msg.draft_id, msg.revision);
         if (r.titleChanged) this.refreshDraftsSoon();
         this.reapSessions();
         break;
@@ -579,6 +585,20 @@ export class App {
       }
       default:
         break;
+    }
+  }
+
+  // A failed operation can be retried only while its draft is untouched
+  // since (the server's rule); the server does not push the operation again
+  // when an edit ends that, so an edit seen here takes Retry away at once.
+  // A newer copy from the server (higher seq) replaces this one as usual.
+  private draftTouched(draftId: string, revision: number): void {
+    for (const op of this.operations.values()) {
+      if (op.draft_id !== draftId || op.retryable !== true) continue;
+      if (typeof op.revision === "number" && revision > op.revision) {
+        this.operations.set(op.id, { ...op, retryable: false });
+        this.changed();
+      }
     }
   }
 

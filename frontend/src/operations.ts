@@ -14,6 +14,15 @@ export function mergeOperation(ops: Map<string, Operation>, op: Operation): bool
   return true;
 }
 
+/** refreshOperation stores op unless a copy with a higher seq is known (an equal seq is replaced). */
+export function refreshOperation(ops: Map<string, Operation>, op: Operation): void {
+  if (!op || typeof op.id !== "string") return;
+  const known = ops.get(op.id);
+  const seq = typeof op.seq === "number" ? op.seq : -1;
+  if (known && (typeof known.seq === "number" ? known.seq : -1) > seq) return;
+  ops.set(op.id, op);
+}
+
 function time(iso: string | undefined): number {
   if (!iso) return 0;
   const t = Date.parse(iso);
@@ -37,4 +46,12 @@ export function latestForDraft(ops: Iterable<Operation>, draftId: string): Opera
     if (!best || time(op.submitted_at) > time(best.submitted_at)) best = op;
   }
   return best;
+}
+
+/** failureReason is why an operation failed, in the server's plain words. */
+export function failureReason(op: Operation): string {
+  if (op.error && typeof op.error.message === "string" && op.error.message) return op.error.message;
+  const step = (op.steps ?? []).find((s) => s.status === "failed" && s.error);
+  if (step?.error) return step.error;
+  return "Processing failed.";
 }

@@ -25,7 +25,7 @@ var postgresFeatures = tests.Features{
 	ExactlyOnceDelivery: true,
 	GuaranteedOrder:     true,
 	Persistent:          true,
-	ForceShort:          false,
+	ForceShort:          true,
 }
 
 // TestPubSubPostgres runs Watermill's universal suite against the bus on

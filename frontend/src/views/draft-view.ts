@@ -4,6 +4,7 @@
 import type { App } from "../app";
 import { h, replaceChildren, setAttr, setClass, setDisabled, setHidden, setText, setValue, showOnly, syncList } from "../dom";
 import { lineTotal, orderTotals } from "../draft/ops";
+import { failureReason } from "../operations";
 import type { DraftSession } from "../draft/session";
 import { formatMoney, formatTotals, formatWhen } from "../format";
 import type { Draft, Item, PresenceMember, Product } from "../types";
@@ -460,7 +461,10 @@ export class DraftView {
   }
 
   private renderNotice(view: Draft): void {
-    const op = this.app.latestOperation(view.id);
+    // The draft names its last submission; the newest known one stands in
+    // until that operation has arrived.
+    const named = view.submission?.operation_id ? this.app.operations.get(view.submission.operation_id) : undefined;
+    const op = named ?? this.app.latestOperation(view.id);
     if (view.state === "submitted") {
       const who = op?.submitted_by?.display_name;
       const when = formatWhen(op?.submitted_at);
@@ -473,12 +477,14 @@ export class DraftView {
       this.notice.dataset.tone = "submitted";
       setHidden(this.notice, false);
     } else if (op && op.status === "failed") {
-      const reason = op.error?.message || "Processing failed.";
+      const reason = failureReason(op);
       replaceChildren(
         this.notice,
         h("strong", null, "The last submission failed."),
         ` ${reason} `,
-        "The draft is open for editing again: fix it and submit again.",
+        op.retryable === true
+          ? "The draft is open for editing again: retry it under Submissions, or change it and submit again."
+          : "The draft is open for editing again: fix it and submit again.",
       );
       this.notice.dataset.tone = "failed";
       setHidden(this.notice, false);

@@ -4,7 +4,7 @@
 import type { App } from "../app";
 import { h, replaceChildren, setAttr, setHidden, setText, syncList } from "../dom";
 import { formatMoney, formatWhen, operationStatusText, stepStatusText } from "../format";
-import { newestFirst } from "../operations";
+import { failureReason, newestFirst } from "../operations";
 import type { Operation, Step } from "../types";
 
 interface OpRefs {
@@ -34,13 +34,6 @@ export function describeResult(result: unknown): { orderNumber: string | null; t
   const total = typeof cents === "number" && Number.isFinite(cents) ? formatMoney(cents, currency) : null;
   if (orderNumber === null && total === null) return null;
   return { orderNumber, total };
-}
-
-function failureReason(op: Operation): string {
-  if (op.error && typeof op.error.message === "string" && op.error.message) return op.error.message;
-  const step = (op.steps ?? []).find((s) => s.status === "failed" && s.error);
-  if (step?.error) return step.error;
-  return "Processing failed.";
 }
 
 export class SubmissionsView {
@@ -203,6 +196,10 @@ function patchStep(el: HTMLElement, s: Step): void {
   setText(el.querySelector(".step-state") as HTMLElement, stepStatusText(s.status));
   const attempts = typeof s.attempts === "number" && s.attempts > 1 ? ` · ${s.attempts} attempts` : "";
   setText(el.querySelector(".step-attempts") as HTMLElement, attempts);
-  const err = s.status === "failed" && s.error ? ` — ${s.error}` : "";
+  // A failed step says why; a step still running after a failed try says
+  // what went wrong last, so a slow retry does not look like a hang.
+  let err = "";
+  if (s.error && s.status === "failed") err = ` — ${s.error}`;
+  else if (s.error && s.status === "running") err = ` — last try: ${s.error}; trying again`;
   setText(el.querySelector(".step-error") as HTMLElement, err);
 }
