@@ -253,7 +253,7 @@ export const test = base.extend<Fixtures, WorkerFixtures>({
         await use(server.url);
       } finally {
         if (!server.alive()) console.error(`e2e: ${label} stopped during the tests; its log ends with:\n${server.logTail()}`);
-        const name = serverFlags.join("").replace(/[^a-z0-9]+/gi, "-").replace(/^-+|-+$/g, "");
+        const name = serverFlags.join(" ").replace(/[^a-z0-9]+/gi, "-").replace(/^-+|-+$/g, "");
         await server.stop(`handoff-server-${name}-w${workerInfo.workerIndex}.log`);
       }
     },
