@@ -1,6 +1,8 @@
 // Playwright runs the browser tests in e2e/ against the real binary
 // (bin/handoff, built by `make build`), which e2e/global-setup.ts starts on a
-// free loopback port with a fresh SQLite database for every run.
+// free loopback port with a fresh SQLite database for every run. Spec files
+// that need other flags of `serve` (the simulated payment provider's) get a
+// server of their own per worker: test.use({ serverFlags }) in e2e/fixtures.ts.
 import { existsSync } from "node:fs";
 import { defineConfig } from "@playwright/test";
 

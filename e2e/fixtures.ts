@@ -257,7 +257,7 @@ export const test = base.extend<Fixtures, WorkerFixtures>({
         await server.stop(`handoff-server-${name}-w${workerInfo.workerIndex}.log`);
       }
     },
-    { scope: "worker", timeout: 30_000 },
+    { scope: "worker", timeout: 70_000 },
   ],
   baseURL: async ({ serverURL }, use) => {
     await use(serverURL);
