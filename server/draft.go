@@ -190,6 +190,7 @@ type appliedMsg struct {
 func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID string, op *Op) (msg appliedMsg, dup bool, err error) {
 	unlock := s.locks.lock(draftID)
 	defer unlock()
+	var expired *Operation
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		d, err := s.loadDraft(ctx, tx, p.Team.ID, draftID, true)
 		if err != nil {
@@ -214,6 +215,9 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 		if err := s.writeOp(ctx, tx, d, op); err != nil {
 			return err
 		}
+		if expired, err = s.expireRetry(ctx, tx, d); err != nil {
+			return err
+		}
 		now := nowMillis()
 		if _, err := tx.ExecContext(ctx, s.db.Q(`UPDATE drafts SET revision = revision + 1, updated_at = $2 WHERE id = $1`), draftID, now); err != nil {
 			return err
@@ -233,7 +237,29 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 		s.metrics.opsApplied.Inc()
 		s.deliverApplied(ctx, draftID, msg.Revision, mustJSON(msg))
 	}
+	if expired != nil {
+		s.hub.broadcastTeam(p.Team.ID, operationMsg(expired))
+	}
 	return msg, dup, nil
+}
+
+// expireRetry: the first edit of a draft whose order failed for a
+// transient reason takes Retry away (the draft is no longer what failed),
+// so the operation changes and every member hears of it.
+func (s *Server) expireRetry(ctx context.Context, tx *sql.Tx, d *Draft) (*Operation, error) {
+	if d.Submission == nil || d.State != StateEditing {
+		return nil, nil
+	}
+	o, err := s.loadOperation(ctx, tx, d.TeamID, d.Submission.OperationID, true)
+	if err != nil || !o.Retryable {
+		return nil, err
+	}
+	now := nowMillis()
+	o.Retryable, o.Seq, o.raw.updatedAt, o.UpdatedAt = false, o.Seq+1, now, rfc3339(now)
+	if err := s.saveOperation(ctx, tx, o); err != nil {
+		return nil, err
+	}
+	return o, s.announce(ctx, tx, fanEvent{Kind: fanOperation, OpID: o.ID})
 }
 
 func (s *Server) storedOp(ctx context.Context, tx *sql.Tx, draftID, clientOpID string) (appliedMsg, bool, error) {

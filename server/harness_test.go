@@ -280,3 +280,5 @@ type httpTransport struct {
 func (t *httpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return (&http.Transport{DialContext: t.dial}).RoundTrip(r)
 }
+
+func serverConfig() server.Config { return server.Config{} }
