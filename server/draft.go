@@ -159,6 +159,7 @@ func (s *Server) createDraft(w http.ResponseWriter, r *http.Request) error {
 		VALUES ($1, $2, $3, 0, $4, $5, $6)`), d.ID, d.TeamID, d.Title, d.State, now, now); err != nil {
 		return fmt.Errorf("create draft: %w", err)
 	}
+	s.draftListed(r.Context(), s.db, d)
 	writeJSON(w, http.StatusCreated, d.wire(true))
 	return nil
 }
@@ -191,6 +192,7 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 	unlock := s.locks.lock(draftID)
 	defer unlock()
 	var expired *Operation
+	var renamed *Draft
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		d, err := s.loadDraft(ctx, tx, p.Team.ID, draftID, true)
 		if err != nil {
@@ -228,6 +230,10 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 			return err
 		}
 		msg = appliedMsg{Type: "applied", DraftID: draftID, Revision: rev, ClientOpID: clientOpID, Author: p.Member, Op: opJSON}
+		if op.Kind == OpSetTitle {
+			d.Revision, d.UpdatedAt = rev, now
+			renamed = d
+		}
 		return s.announce(ctx, tx, fanEvent{Kind: fanApplied, DraftID: draftID, Rev: rev, Msg: mustJSON(msg)})
 	})
 	if err != nil {
@@ -240,7 +246,24 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 	if expired != nil {
 		s.hub.broadcastTeam(p.Team.ID, operationMsg(expired))
 	}
+	if renamed != nil {
+		s.draftListed(ctx, s.db, renamed)
+	}
 	return msg, dup, nil
+}
+
+// draftListed tells the team's members, here and on the other edges, that
+// a draft of their list was created or renamed (an extension of the
+// contract: {"type": "draft", "draft": draft without items}).
+func (s *Server) draftListed(ctx context.Context, ex execer, d *Draft) {
+	s.hub.broadcastTeam(d.TeamID, draftMsg(d))
+	if err := s.announce(ctx, ex, fanEvent{Kind: fanDraft, DraftID: d.ID}); err != nil {
+		s.log.Warn("announce draft", "draft_id", d.ID, "err", err)
+	}
+}
+
+func draftMsg(d *Draft) []byte {
+	return mustJSON(map[string]any{"type": "draft", "draft": d.wire(false)})
 }
 
 // expireRetry: the first edit of a draft whose order failed for a

@@ -34,6 +34,7 @@ const (
 	fanOperation = "operation"
 	fanPresence  = "presence"
 	fanLogout    = "logout"
+	fanDraft     = "draft"
 )
 
 // fanEvent is one change announced to the other edge processes.
@@ -109,6 +110,10 @@ func (s *Server) onAnnounce(_, payload string) {
 			s.hub.broadcastTeam(o.teamID, operationMsg(o))
 		} else {
 			s.log.Error("load announced operation", "operation_id", ev.OpID, "err", err)
+		}
+	case fanDraft:
+		if d, err := s.loadDraft(ctx, s.db, "", ev.DraftID, false); err == nil {
+			s.hub.broadcastTeam(d.TeamID, draftMsg(d))
 		}
 	case fanLogout:
 		s.hub.endSession(ev.Session)

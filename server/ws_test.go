@@ -260,3 +260,22 @@ func TestSocketNeedsSession(t *testing.T) {
 		t.Fatalf("cross-origin dial: %v %v", err, resp)
 	}
 }
+
+func TestTeamHearsOfNewAndRenamedDrafts(t *testing.T) {
+	e := startEdge(t, sqldbtestURL(t), server.Config{})
+	alice := e.client()
+	token := alice.createTeam("A", "Alice")
+	bob := e.client()
+	bob.join(token, "Bob")
+	wb := bob.dial()
+	draft := alice.newDraft("Monday")
+	if m := wb.next("draft")["draft"].(map[string]any); m["id"] != draft || m["title"] != "Monday" {
+		t.Fatalf("new draft: %v", m)
+	}
+	wa := alice.dial()
+	wa.subscribe(draft)
+	wa.op(draft, "t", 0, map[string]any{"kind": "set_title", "title": "Tuesday"})
+	if m := wb.next("draft")["draft"].(map[string]any); m["title"] != "Tuesday" || m["revision"] != float64(1) {
+		t.Fatalf("renamed draft: %v", m)
+	}
+}

@@ -572,6 +572,11 @@ export class App {
         this.changed();
         break;
       }
+      case "draft": {
+        // A teammate created or renamed a draft: the list follows at once.
+        this.refreshDraftsSoon();
+        break;
+      }
       case "error": {
         const error = msg.error ?? { code: "error", message: "" };
         const target = msg.draft_id ? this.sessions.get(msg.draft_id) : this.openSession();

@@ -109,6 +109,7 @@ export type ServerMessage =
   | { type: "rejected"; draft_id: string; client_op_id: string; error: ErrorBody }
   | { type: "presence"; draft_id: string; members: PresenceMember[] }
   | { type: "operation"; operation: Operation }
+  | { type: "draft"; draft: { id: string } }
   | { type: "error"; error: ErrorBody; draft_id?: string };
 
 /** Messages the client sends over the WebSocket. */
