@@ -73,9 +73,11 @@ func (r DedupRepository) IsDuplicate(ctx context.Context, key string) (bool, err
 		return false, errors.New("dedup: no consume transaction in context")
 	}
 	// ON CONFLICT DO NOTHING never raises, so on PostgreSQL a duplicate
-	// cannot abort the surrounding transaction.
-	res, err := tx.ExecContext(ctx, r.Dialect.Q(`INSERT INTO `+r.Table+` (key, processed_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`),
-		key, time.Now().UTC().UnixMilli())
+	// cannot abort the surrounding transaction. processed_at comes from the
+	// database's clock, the one PruneDedup measures the window by, so
+	// processes with skewed clocks agree on a key's age.
+	res, err := tx.ExecContext(ctx, r.Dialect.Q(`INSERT INTO `+r.Table+` (key, processed_at) VALUES ($1, `+nowMillis(r.Dialect)+`) ON CONFLICT (key) DO NOTHING`),
+		key)
 	if err != nil {
 		return false, fmt.Errorf("dedup %s: %w", key, err)
 	}
