@@ -26,10 +26,10 @@ type baselineConfig struct {
 // DefaultPostgreSQLOffsetsAdapter, 1 s poll) and through pkg/bus with its
 // default options (LISTEN/NOTIFY wake-up, 250 ms fallback poll).
 //
-// Each publish waits a random pause first, up to the subscriber's poll
-// interval, so messages arrive at a random point of the poll cycle, as
-// independent submits do; back to back, every default hop would wait
-// nearly the whole second. The first hop of each is a warm-up.
+// Each publish waits a pause first, spread evenly over the subscriber's
+// poll interval, so messages arrive all over the poll cycle, as independent
+// submits do; back to back, every default hop would wait nearly the whole
+// second. The first hop of each is a warm-up.
 func runBaseline(ctx context.Context, cfg config) error {
 	url, drop, err := createPostgresDB(ctx, cfg.pgAdmin)
 	if err != nil {
@@ -103,16 +103,23 @@ func runBaseline(ctx context.Context, cfg config) error {
 }
 
 // hops publishes n+1 messages one at a time, each in its own committed
-// transaction after a random pause of up to maxPause, and times each from
-// BEGIN to its arrival on msgs; the first is dropped as a warm-up.
+// transaction after a pause, and times each from BEGIN to its arrival on
+// msgs; the first is dropped as a warm-up. The pauses are stratified, one
+// in each n-th of [0, maxPause) in random order, so that even 20 hops
+// cover the poll cycle evenly.
 func hops(ctx context.Context, db *sqldb.DB, n int, maxPause time.Duration, topic string, payload []byte,
 	newPub func(wmsql.ContextExecutor) (message.Publisher, error), msgs <-chan *message.Message) (summary, error) {
 	var s samples
+	pauses := make([]time.Duration, n+1)
+	for i := range n {
+		pauses[i+1] = time.Duration((float64(i) + rand.Float64()) / float64(n) * float64(maxPause))
+	}
+	rand.Shuffle(n, func(i, j int) { pauses[i+1], pauses[j+1] = pauses[j+1], pauses[i+1] })
 	for i := 0; i <= n; i++ {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(rand.N(maxPause)):
+		case <-time.After(pauses[i]):
 		}
 		id := watermill.NewUUID()
 		t0 := time.Now()

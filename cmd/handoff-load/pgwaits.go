@@ -20,6 +20,9 @@ type waitSampler struct {
 	mu     sync.Mutex
 	counts map[string]int
 	polls  int
+	// foreign counts the polls that found another database's transaction
+	// holding back the xmin horizon.
+	foreign int
 }
 
 // startWaits samples the database at url; nil for SQLite.
@@ -64,6 +67,15 @@ func startWaits(c *child) *waitSampler {
 			}
 			w.mu.Unlock()
 			rows.Close()
+			// Transactions of other databases older than 100 ms hold back
+			// the cluster-wide xmin horizon that watermill-sql delivers by.
+			var foreign int
+			if db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname IS DISTINCT FROM current_database()
+				AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) AND xact_start < now() - interval '100 milliseconds'`).Scan(&foreign) == nil && foreign > 0 {
+				w.mu.Lock()
+				w.foreign++
+				w.mu.Unlock()
+			}
 		}
 	}()
 	return w
@@ -100,7 +112,11 @@ func (w *waitSampler) stop() string {
 		}
 		parts = append(parts, fmt.Sprintf("%s=%.2f", e.k, float64(e.n)/float64(w.polls)))
 	}
-	return fmt.Sprintf("pg sessions busy on average %.2f: %s", float64(total)/float64(w.polls), strings.Join(parts, " "))
+	out := fmt.Sprintf("pg sessions busy on average %.2f: %s", float64(total)/float64(w.polls), strings.Join(parts, " "))
+	if w.foreign > 0 {
+		out += fmt.Sprintf("; other databases' transactions held the xmin horizon in %.0f%% of samples", 100*float64(w.foreign)/float64(w.polls))
+	}
+	return out
 }
 
 // horizonHolders describes the transactions of other databases on the same
@@ -141,4 +157,54 @@ func horizonHolders(ctx context.Context, c *child) string {
 		return ""
 	}
 	return "transactions of other databases hold back the cluster's xmin horizon: " + strings.Join(out, "; ")
+}
+
+// pgBacklog counts, for every consumer group of every topic, the messages
+// not yet acknowledged: taken at the end of a step it shows which stage of
+// the pipeline falls behind.
+func pgBacklog(ctx context.Context, c *child) string {
+	if c.Backend != "postgres" {
+		return ""
+	}
+	db, err := sql.Open("pgx", c.DBURL)
+	if err != nil {
+		return ""
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(qctx, `SELECT substr(tablename, length('watermill_offsets_') + 1) FROM pg_tables
+		WHERE schemaname = current_schema() AND tablename LIKE 'watermill\_offsets\_%' ORDER BY 1`)
+	if err != nil {
+		return ""
+	}
+	var topics []string
+	for rows.Next() {
+		var t string
+		if rows.Scan(&t) == nil {
+			topics = append(topics, t)
+		}
+	}
+	rows.Close()
+	var parts []string
+	for _, t := range topics {
+		q := fmt.Sprintf(`SELECT o.consumer_group, (SELECT count(*) FROM %q m WHERE m."offset" > o.offset_acked)
+			FROM %q o ORDER BY 1`, "watermill_"+t, "watermill_offsets_"+t)
+		r, err := db.QueryContext(qctx, q)
+		if err != nil {
+			continue
+		}
+		for r.Next() {
+			var group string
+			var n int64
+			if r.Scan(&group, &n) == nil {
+				parts = append(parts, fmt.Sprintf("%s/%s=%d", t, group, n))
+			}
+		}
+		r.Close()
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "unacked messages at the end of the step: " + strings.Join(parts, " ")
 }

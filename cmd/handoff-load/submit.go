@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,12 +71,40 @@ type stepResult struct {
 	firstErr   string
 	cpu        string
 	waits      string
+	backlog    string
+	growing    bool // the latency kept rising through the step
 }
 
+// ok is the verdict of a submit_max step: every operation completed, p99
+// under the bound, the rate was really offered, and the latency did not
+// keep rising, the sign of a backlog that a longer hold would grow past
+// the bound.
 func (r stepResult) ok(p99 time.Duration) bool {
-	return r.failed == 0 && r.missing == 0 && r.httpErrors == 0 && r.notCreated == 0 &&
+	return r.failed == 0 && r.missing == 0 && r.httpErrors == 0 && r.notCreated == 0 && !r.growing &&
 		r.lat.pct(99) < p99 && float64(r.sent) >= 0.95*float64(r.rate)*r.elapsed.Seconds()
 }
+
+// rising reports whether the median latency of the last quarter of the
+// submits (in sending order) is over twice, and 50 ms above, that of the
+// first quarter.
+func rising(byStart []timedLat) bool {
+	if len(byStart) < 40 {
+		return false
+	}
+	slices.SortFunc(byStart, func(a, b timedLat) int { return cmp.Compare(a.start, b.start) })
+	q := len(byStart) / 4
+	med := func(part []timedLat) time.Duration {
+		var s samples
+		for _, p := range part {
+			s.add(p.lat)
+		}
+		return s.summary().pct(50)
+	}
+	first, last := med(byStart[:q]), med(byStart[len(byStart)-q:])
+	return last > 2*first && last-first > 50*time.Millisecond
+}
+
+type timedLat struct{ start, lat time.Duration }
 
 func (r stepResult) String() string {
 	s := fmt.Sprintf("rate %d/s: sent %d in %.1fs (%.0f/s), completed %d, failed %d, missing %d, http errors %d, not created %d; completed %s; http %s; %s",
@@ -82,6 +112,12 @@ func (r stepResult) String() string {
 		r.lat.describe(), r.httpLat.describe(), r.cpu)
 	if r.waits != "" {
 		s += "; " + r.waits
+	}
+	if r.backlog != "" {
+		s += "; " + r.backlog
+	}
+	if r.growing {
+		s += "; latency rising through the step (a growing backlog)"
 	}
 	if r.firstErr != "" {
 		s += "; first error: " + r.firstErr
@@ -373,6 +409,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 	}
 	perf.stop()
 	res.waits = waits.stop()
+	res.backlog = pgBacklog(ctx, r.srv)
 	r.mu.Lock()
 	r.next += i
 	r.mu.Unlock()
@@ -392,6 +429,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 		return res, ctx.Err()
 	}
 	var lat samples
+	var timed []timedLat
 	r.mu.Lock()
 	for _, id := range mine {
 		p := r.pending[id]
@@ -402,6 +440,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 			res.completed++
 			if p.measured {
 				lat.add(p.lat)
+				timed = append(timed, timedLat{p.start, p.lat})
 			}
 		default:
 			res.failed++
@@ -413,6 +452,7 @@ func (r *submitRig) step(ctx context.Context, cfg config, rate int, warmup, dura
 	}
 	r.mu.Unlock()
 	res.lat, res.httpLat = lat.summary(), httpLat.summary()
+	res.growing = rising(timed)
 	res.httpErrors, res.notCreated = int(httpErrs.Load()), int(notNew.Load())
 	if e, _ := firstErr.Load().(string); e != "" && res.firstErr == "" {
 		res.firstErr = "http: " + e

@@ -28,6 +28,11 @@ type config struct {
 	PaymentTimeout time.Duration
 	// PaymentMaxTries bounds the calls for one payment.
 	PaymentMaxTries int
+	// Retention is how long processed messages are kept.
+	Retention time.Duration
+	// DedupRetention is how long dedup keys are kept; longer than
+	// Retention, so no message still stored can be redelivered unrecognised.
+	DedupRetention time.Duration
 }
 
 // Roles a process can take.
@@ -64,6 +69,8 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	fs.Float64Var(&c.Payment.TimeoutRate, "payment-timeout-rate", envFloat(getenv, "HANDOFF_PAYMENT_TIMEOUT_RATE"), "simulated provider: share of calls that charge and never answer (HANDOFF_PAYMENT_TIMEOUT_RATE)")
 	fs.DurationVar(&c.PaymentTimeout, "payment-timeout", envDuration(getenv, "HANDOFF_PAYMENT_TIMEOUT", 2*time.Second), "time allowed for one call to the payment provider (HANDOFF_PAYMENT_TIMEOUT)")
 	fs.IntVar(&c.PaymentMaxTries, "payment-max-tries", envInt(getenv, "HANDOFF_PAYMENT_MAX_TRIES", 5), "calls to the provider before a payment fails as retryable (HANDOFF_PAYMENT_MAX_TRIES)")
+	fs.DurationVar(&c.Retention, "retention", envDuration(getenv, "HANDOFF_RETENTION", 24*time.Hour), "how long processed messages are kept (HANDOFF_RETENTION)")
+	fs.DurationVar(&c.DedupRetention, "dedup-retention", envDuration(getenv, "HANDOFF_DEDUP_RETENTION", 7*24*time.Hour), "how long dedup keys are kept; at least --retention (HANDOFF_DEDUP_RETENTION)")
 	fs.StringVar(&level, "log-level", env("HANDOFF_LOG_LEVEL", "info"), "debug, info, warn or error (HANDOFF_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -94,6 +101,9 @@ func (c *config) validate(level string) error {
 	}
 	if c.Payment.Latency < 0 || c.Payment.DeclineAboveCents < 0 || c.Payment.FailFirst < 0 || c.PaymentTimeout <= 0 || c.PaymentMaxTries < 1 {
 		errs = append(errs, errors.New("payment latency, decline-above and fail-first must not be negative, and the payment timeout and max tries must be positive"))
+	}
+	if c.Retention <= 0 || c.DedupRetention < c.Retention {
+		errs = append(errs, fmt.Errorf("--retention must be positive and --dedup-retention at least as long (got %v and %v)", c.Retention, c.DedupRetention))
 	}
 	if c.Addr == "" {
 		errs = append(errs, errors.New("--addr must not be empty"))

@@ -26,6 +26,7 @@ import (
 	"handoff/frontend"
 	"handoff/interior"
 	"handoff/pkg/bus"
+	"handoff/pkg/envelope"
 	"handoff/pkg/sqldb"
 	"handoff/server"
 )
@@ -126,6 +127,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		running++
 		go func() { workers <- in.Run(context.WithoutCancel(ctx)) }()
 	}
+	reg.MustRegister(b.LagCollector(envelope.Topics...))
+	pruneCtx, stopPruning := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPruning()
+	go prune(pruneCtx, cfg, db, b, log)
 	var handler http.Handler
 	if cfg.runsEdge() {
 		static, err := fs.Sub(frontend.Dist, "dist")

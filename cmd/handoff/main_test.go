@@ -268,6 +268,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		"handoff_open_sockets 0",
 		"handoff_ops_applied_total 0",
 		"handoff_submits_total 0",
+		`handoff_outbox_lag_seconds{topic="order.submitted"} 0`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(body), want) {
