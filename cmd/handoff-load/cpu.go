@@ -21,6 +21,9 @@ type cpuSample struct {
 	at                     time.Time
 	server, postgres, self time.Duration
 	machineBusy            time.Duration
+	// pressure is the kernel's CPU pressure stall total: time during which
+	// some runnable task waited for a CPU.
+	pressure time.Duration
 }
 
 func takeCPU(serverPID int) cpuSample {
@@ -38,7 +41,28 @@ func takeCPU(serverPID int) cpuSample {
 		s.postgres += procCPU(pid)
 	}
 	s.machineBusy = machineBusy()
+	s.pressure = cpuPressure()
 	return s
+}
+
+// cpuPressure reads the "some" total of /proc/pressure/cpu (PSI).
+func cpuPressure() time.Duration {
+	data, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "some ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				us, _ := strconv.ParseInt(v, 10, 64)
+				return time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	return 0
 }
 
 // cpuUse describes the CPU used between two samples in cores.
@@ -53,6 +77,12 @@ func cpuUse(a, b cpuSample) string {
 		out += fmt.Sprintf(" postgres=%.2f", cores(b.postgres-a.postgres))
 	}
 	out += fmt.Sprintf(" machine=%.2f", cores(b.machineBusy-a.machineBusy))
+	if b.pressure > 0 {
+		// The share of the window in which some task waited for a CPU:
+		// near 0 the figures are the system's, far above it they are the
+		// machine's.
+		out += fmt.Sprintf(" cpu_wait=%.0f%%", 100*(b.pressure-a.pressure).Seconds()/wall)
+	}
 	return out
 }
 

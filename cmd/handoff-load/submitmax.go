@@ -94,6 +94,10 @@ func runSubmitMax(ctx context.Context, cfg config, backend string) error {
 		return fmt.Errorf("no rate from %d/s passed", mc.start)
 	}
 	benchf("backend=%s scenario=submit_max sustained_submits_per_s=%d p99_ms=%s", backend, best.rate, ms(best.lat.pct(99)))
-	infof("%s/submit_max: sustained %d/s for %.0fs each step (first failing rate %d/s)", backend, best.rate, best.elapsed.Seconds(), firstFail)
+	failing := "none up to -max-limit"
+	if firstFail > 0 {
+		failing = fmt.Sprintf("%d/s", firstFail)
+	}
+	infof("%s/submit_max: sustained %d/s, held for %.0fs (first failing rate: %s)", backend, best.rate, best.elapsed.Seconds(), failing)
 	return nil
 }
