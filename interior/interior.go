@@ -65,7 +65,7 @@ func (c *Config) setDefaults() {
 		c.RetryBackoff = 10 * time.Millisecond
 	}
 	if c.PaymentWorkers == 0 {
-		c.PaymentWorkers = 8
+		c.PaymentWorkers = 4
 	}
 	if c.PaymentMaxTries == 0 {
 		c.PaymentMaxTries = 5

@@ -98,11 +98,11 @@ type cluster struct {
 }
 
 func (c *cluster) startEdge() *process {
-	return spawn(c.t, "serve", "--role", "edge", "--addr", c.addr, "--database", c.url, "--log-level", "error", "--db-pool", "6")
+	return spawn(c.t, "serve", "--role", "edge", "--addr", c.addr, "--database", c.url, "--log-level", "error", "--db-pool", "10")
 }
 
 func (c *cluster) startInterior() *process {
-	return spawn(c.t, "serve", "--role", "interior", "--addr", "127.0.0.1:0", "--database", c.url, "--log-level", "error", "--db-pool", "6",
+	return spawn(c.t, "serve", "--role", "interior", "--addr", "127.0.0.1:0", "--database", c.url, "--log-level", "error", "--db-pool", "10",
 		"--payment-decline-rate", "0.1", "--payment-transient-rate", "0.2", "--payment-latency", "2ms", "--payment-max-tries", "8")
 }
 
