@@ -32,8 +32,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
+# One package at a time: on PostgreSQL any open transaction holding an id
+# delays delivery for every subscriber of the server, so packages running
+# side by side would slow each other's tests in ways that look like bugs.
 test-go:
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 8m ./...
 
 test-e2e: build
 	npx playwright test
