@@ -18,6 +18,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 
+	"handoff/pkg/pglisten"
 	"handoff/pkg/sqldb"
 	"handoff/pkg/wmsqlite"
 )
@@ -93,9 +94,8 @@ type Bus struct {
 	mu     sync.Mutex
 	wakers map[string]*wmsqlite.Waker // per topic, so a publish wakes only its topic's subscribers
 
-	// PostgreSQL only: the LISTEN goroutine.
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// PostgreSQL only: the LISTEN connection.
+	listener  *pglisten.Listener
 	closeOnce sync.Once
 	listenPID atomic.Uint32  // backend pid of the LISTEN connection, for tests
 	listening wmsqlite.Waker // woken after every successful LISTEN, for tests
@@ -199,9 +199,8 @@ func (b *Bus) Wake() {
 // polling.
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
-		if b.cancel != nil {
-			b.cancel()
-			<-b.done
+		if b.listener != nil {
+			b.listener.Close()
 		}
 	})
 	return nil

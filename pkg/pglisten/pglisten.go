@@ -36,7 +36,16 @@ type Config struct {
 	// OnReconnect runs after a lost connection was restored: whatever was
 	// notified meanwhile reached nobody, so callers resynchronise here.
 	OnReconnect func()
-	Log         *slog.Logger
+	// OnListen, when set, runs after every successful LISTEN with the
+	// connection's backend pid.
+	OnListen func(pid uint32)
+	Log      Logger
+}
+
+// Logger is what the listener logs through; *slog.Logger is one.
+type Logger interface {
+	Error(msg string, args ...any)
+	Info(msg string, args ...any)
 }
 
 // Listener is a running LISTEN connection.
@@ -52,6 +61,9 @@ type Listener struct {
 func Start(ctx context.Context, cfg Config) (*Listener, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.OnListen == nil {
+		cfg.OnListen = func(uint32) {}
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	conn, err := connect(cctx, cfg)
@@ -92,6 +104,7 @@ func connect(ctx context.Context, cfg Config) (*pgx.Conn, error) {
 			return nil, fmt.Errorf("listen %s: %w", ch, err)
 		}
 	}
+	cfg.OnListen(conn.PgConn().PID())
 	return conn, nil
 }
 
