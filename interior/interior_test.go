@@ -17,6 +17,7 @@ import (
 
 	"handoff/interior"
 	"handoff/pkg/bus"
+	"handoff/pkg/bus/bustest"
 	"handoff/pkg/catalog"
 	"handoff/pkg/envelope"
 	"handoff/pkg/sqldb"
@@ -131,48 +132,10 @@ func (r *rig) statuses(ops ...string) map[string][]envelope.StatusChanged {
 	return out
 }
 
-// topic returns every message on a topic up to now, by writing a marker and
-// reading from the start until it arrives.
+// topic returns every message on a topic up to now.
 func (r *rig) topic(topic string) []*message.Message {
 	r.t.Helper()
-	sub, err := r.bus.Subscriber(fmt.Sprintf("reader-%d", time.Now().UnixNano()))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, topic)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	// Read while the marker is written: on SQLite a fetched message holds
-	// the write lock until it is read, so reading after would deadlock.
-	marker := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
-	got := make(chan []*message.Message, 1)
-	go func() {
-		var out []*message.Message
-		for {
-			select {
-			case m := <-ch:
-				m.Ack()
-				if m.UUID == marker.UUID {
-					got <- out
-					return
-				}
-				out = append(out, m)
-			case <-ctx.Done():
-				got <- nil
-				return
-			}
-		}
-	}()
-	r.publish(topic, marker)
-	out := <-got
-	if out == nil && ctx.Err() != nil {
-		r.t.Fatal("marker never arrived")
-	}
-	return out
+	return bustest.Drain(r.t, r.bus, r.db, topic)
 }
 
 func (r *rig) count(query string, args ...any) int {

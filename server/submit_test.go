@@ -1,70 +1,19 @@
 package server_test
 
 import (
-	"context"
-	"database/sql"
-	"fmt"
 	"sync"
 	"testing"
-	"time"
 
-	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"handoff/pkg/bus/bustest"
 	"handoff/pkg/envelope"
 )
 
-// outbox reads every message on a topic up to now: it writes a marker and
-// reads until the marker arrives.
+// outbox returns every message on a topic up to now.
 func (e *edge) outbox(t *testing.T, topic string) []*message.Message {
 	t.Helper()
-	sub, err := e.bus.Subscriber(fmt.Sprintf("test-reader-%d", time.Now().UnixNano()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	msgs, err := sub.Subscribe(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Read while the marker is written: on SQLite a fetched message holds
-	// the write lock until it is read, so reading after would deadlock.
-	marker := message.NewMessage("marker-"+fmt.Sprint(time.Now().UnixNano()), []byte(`{}`))
-	got := make(chan []*message.Message, 1)
-	go func() {
-		var out []*message.Message
-		for {
-			select {
-			case m := <-msgs:
-				m.Ack()
-				if m.UUID == marker.UUID {
-					got <- out
-					return
-				}
-				out = append(out, m)
-			case <-ctx.Done():
-				got <- nil
-				return
-			}
-		}
-	}()
-	err = e.db.InTx(ctx, func(tx *sql.Tx) error {
-		pub, err := e.bus.Publisher(wmsql.TxFromStdSQL(tx))
-		if err != nil {
-			return err
-		}
-		return pub.Publish(topic, marker)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := <-got
-	if out == nil && ctx.Err() != nil {
-		t.Fatalf("marker never arrived on %s", topic)
-	}
-	return out
+	return bustest.Drain(t, e.bus, e.db, topic)
 }
 
 func TestConcurrentIdenticalSubmitsMakeOneSubmission(t *testing.T) {
