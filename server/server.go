@@ -221,7 +221,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		if r.URL.Path == "/api/ws" {
 			return
 		}
-		s.log.Debug("request", "request_id", middleware.GetReqID(r.Context()), "method", r.Method, "path", r.URL.Path,
+		s.log.Info("request", "request_id", middleware.GetReqID(r.Context()), "method", r.Method, "path", r.URL.Path,
 			"status", ww.Status(), "duration_ms", time.Since(start).Milliseconds())
 	})
 }
