@@ -380,6 +380,24 @@ func checkChaos(ctx context.Context, t *testing.T, url, base string, ops []strin
 		r.problem(n > r.completed, "%d charges at the provider for %d completed orders", n, r.completed)
 	}
 	checkStock(ctx, t, db, r)
+	reasons, err := db.QueryContext(ctx, `SELECT error, count(*) FROM operations WHERE status = 'failed' GROUP BY error`)
+	if err == nil {
+		byCode := map[string]int{}
+		for reasons.Next() {
+			var raw string
+			var n int
+			if reasons.Scan(&raw, &n) == nil {
+				var e struct{ Code string }
+				_ = json.Unmarshal([]byte(raw), &e)
+				byCode[e.Code] += n
+			}
+		}
+		reasons.Close()
+		t.Logf("failures by reason: %v", byCode)
+		if byCode["step_failed"] > 0 {
+			r.problem(false, "%d operations failed because a step gave up", byCode["step_failed"])
+		}
+	}
 	if seqErrs > 0 {
 		r.problem(true, "%d operation messages went back in seq", seqErrs)
 	}
