@@ -93,9 +93,38 @@ func (r *rig) publish(topic string, msgs ...*message.Message) {
 	}
 }
 
+// outcome waits for the outcome of one run of an operation.
+func (r *rig) outcome(op string, attempt int) envelope.StatusChanged {
+	r.t.Helper()
+	for _, ev := range r.statusesUntil(func(ev envelope.StatusChanged) bool {
+		return ev.OperationID == op && ev.Attempt == attempt && ev.Outcome != ""
+	})[op] {
+		if ev.Attempt == attempt && ev.Outcome != "" {
+			return ev
+		}
+	}
+	r.t.Fatalf("no outcome of %s run %d", op, attempt)
+	return envelope.StatusChanged{}
+}
+
 // statuses collects status events until one with an outcome arrives for
 // every operation in ops.
 func (r *rig) statuses(ops ...string) map[string][]envelope.StatusChanged {
+	r.t.Helper()
+	open := map[string]bool{}
+	for _, op := range ops {
+		open[op] = true
+	}
+	return r.statusesUntil(func(ev envelope.StatusChanged) bool {
+		if ev.Outcome != "" {
+			delete(open, ev.OperationID)
+		}
+		return len(open) == 0
+	})
+}
+
+// statusesUntil collects status events, by operation, until done says so.
+func (r *rig) statusesUntil(done func(envelope.StatusChanged) bool) map[string][]envelope.StatusChanged {
 	r.t.Helper()
 	sub, err := r.bus.Subscriber(fmt.Sprintf("test-%d", time.Now().UnixNano()))
 	if err != nil {
@@ -109,11 +138,7 @@ func (r *rig) statuses(ops ...string) map[string][]envelope.StatusChanged {
 		r.t.Fatal(err)
 	}
 	out := map[string][]envelope.StatusChanged{}
-	open := map[string]bool{}
-	for _, op := range ops {
-		open[op] = true
-	}
-	for len(open) > 0 {
+	for {
 		select {
 		case m := <-ch:
 			var ev envelope.StatusChanged
@@ -122,14 +147,14 @@ func (r *rig) statuses(ops ...string) map[string][]envelope.StatusChanged {
 			}
 			m.Ack()
 			out[ev.OperationID] = append(out[ev.OperationID], ev)
-			if ev.Outcome != "" {
-				delete(open, ev.OperationID)
+			if done(ev) {
+				return out
 			}
 		case <-ctx.Done():
-			r.t.Fatalf("no outcome for %v", open)
+			r.t.Fatal("the awaited status events never came")
+			return out
 		}
 	}
-	return out
 }
 
 // topic returns every message on a topic up to now.

@@ -52,7 +52,7 @@ func (in *Interior) requestPayment(msg *message.Message) error {
 	_, err = tx.ExecContext(ctx, in.db.Q(`INSERT INTO payments (id, operation_id, attempt, message_id, idempotency_key, amount_cents, currency, order_json, state, next_attempt_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, `+in.db.Dialect.NowMillis()+`) ON CONFLICT (id) DO NOTHING`),
 		envelope.DeriveID(src.ID, takePayment, "intent"), src.OperationID, src.Attempt, src.ID,
-		envelope.DeriveID(src.ID, takePayment, "charge"), order.TotalCents, order.Currency, string(body), payPending)
+		chargeKey(src), order.TotalCents, order.Currency, string(body), payPending)
 	if err != nil {
 		return fmt.Errorf("record payment intent: %w", err)
 	}
@@ -67,6 +67,14 @@ func (in *Interior) requestPayment(msg *message.Message) error {
 	}
 	in.wakePayments()
 	return in.publishOn(tx, envelope.TopicOperationStatus, ev)
+}
+
+// chargeKey is the idempotency key of an operation's payment. It is the
+// same for every run of the operation: a call that charged but never
+// answered, then a manual retry, must not charge twice; the retry's call
+// gets the first charge back.
+func chargeKey(src ref) string {
+	return envelope.DeriveID(src.OperationID, takePayment, "charge")
 }
 
 func (in *Interior) wakePayments() {

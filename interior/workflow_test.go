@@ -131,3 +131,32 @@ func TestTimedOutChargeIsChargedOnce(t *testing.T) {
 		}
 	})
 }
+
+// Calls that charged but never answered, then a manual retry: the retry
+// gets the first charge back instead of charging again.
+func TestRetryAfterAmbiguousChargeChargesOnce(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		t.Parallel()
+		r := startInterior(t, url, interior.Config{Sim: interior.SimConfig{TimeoutFirst: 2}, PaymentMaxTries: 2,
+			PaymentTimeout: 50 * time.Millisecond, PaymentBackoff: time.Millisecond})
+		line := envelope.Line{SKU: "PEN-BLU-10", Quantity: 1}
+		first := submitted(t, "op-amb", line)
+		r.publish(envelope.TopicOrderSubmitted, first)
+		if ev := last(r.statuses("op-amb")["op-amb"]); ev.Outcome != envelope.OpFailed || !ev.Error.Retryable {
+			t.Fatalf("first run: %+v", ev)
+		}
+		retry, err := envelope.New(envelope.RetryID(first.UUID, 1), envelope.TypeOrderSubmitted, "op-amb",
+			envelope.OrderSubmitted{OperationID: "op-amb", DraftID: "draft-op-amb", TeamID: "team", Revision: 1, Lines: []envelope.Line{line}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		retry.Metadata.Set(envelope.MetaAttempt, "1")
+		r.publish(envelope.TopicOrderSubmitted, retry)
+		if ev := r.outcome("op-amb", 1); ev.Outcome != envelope.OpCompleted {
+			t.Fatalf("retry: %+v", ev)
+		}
+		if n := r.count(`SELECT count(*) FROM sim_charges`); n != 1 {
+			t.Fatalf("%d charges, want 1", n)
+		}
+	})
+}

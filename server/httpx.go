@@ -31,6 +31,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 
 // decodeBytes is decode for a body already read (also WebSocket frames).
 func decodeBytes(body []byte, v any) error {
+	if bytes.Contains(body, []byte(`\u0000`)) {
+		return errorf(CodeBadRequest, "Text must not contain NUL characters.")
+	}
 	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
 		return errorf(CodeBadRequest, "The body is not valid: %s.", err)
 	}

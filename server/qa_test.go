@@ -152,3 +152,15 @@ func TestDraftStaysWithinOneFrame(t *testing.T) {
 		t.Fatalf("snapshot over 64 KiB: %v", err)
 	}
 }
+
+func TestNULIsABadRequestNotAnOutage(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *edge) {
+		c := e.client()
+		if r := c.do("POST", "/api/teams", `{"name":"a\u0000b","display_name":"x"}`); r.status != 400 || r.errCode() != "bad_request" {
+			t.Fatalf("NUL in a team name: %d %s", r.status, r.raw)
+		}
+		if r := c.do("POST", "/api/invites/lookup", `{"invite_token":"\u0000"}`); r.status != 400 {
+			t.Fatalf("NUL in a token: %d %s", r.status, r.raw)
+		}
+	})
+}

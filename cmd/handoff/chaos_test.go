@@ -355,7 +355,7 @@ func checkChaos(ctx context.Context, t *testing.T, url, base string, ops []strin
 			continue
 		}
 		orders := q(`SELECT count(*) FROM orders WHERE operation_id = $1`, id)
-		charges := q(`SELECT count(*) FROM payments p JOIN sim_charges c ON c.idempotency_key = p.idempotency_key WHERE p.operation_id = $1`, id)
+		charges := q(`SELECT count(DISTINCT c.idempotency_key) FROM payments p JOIN sim_charges c ON c.idempotency_key = p.idempotency_key WHERE p.operation_id = $1`, id)
 		switch st {
 		case "completed":
 			r.completed++
