@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -113,7 +112,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Interior, err
 	if in.provider == nil {
 		in.provider = NewSimProvider(db, cfg.Sim)
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(in.log))
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wmx.Logger(in.log))
 	if err != nil {
 		return nil, fmt.Errorf("interior router: %w", err)
 	}

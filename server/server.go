@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -107,7 +106,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 	s.metrics = newMetrics(cfg.Metrics, s.hub)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.process = uuid.NewString()
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(s.log))
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wmx.Logger(s.log))
 	if err != nil {
 		return nil, fmt.Errorf("edge router: %w", err)
 	}

@@ -98,11 +98,11 @@ type cluster struct {
 }
 
 func (c *cluster) startEdge() *process {
-	return spawn(c.t, "serve", "--role", "edge", "--addr", c.addr, "--database", c.url, "--log-level", "error", "--db-pool", "10")
+	return spawn(c.t, "serve", "--role", "edge", "--addr", c.addr, "--database", c.url, "--log-level", "error", "--db-pool", "8")
 }
 
 func (c *cluster) startInterior() *process {
-	return spawn(c.t, "serve", "--role", "interior", "--addr", "127.0.0.1:0", "--database", c.url, "--log-level", "error", "--db-pool", "10",
+	return spawn(c.t, "serve", "--role", "interior", "--addr", "127.0.0.1:0", "--database", c.url, "--log-level", "error", "--db-pool", "8",
 		"--payment-decline-rate", "0.1", "--payment-transient-rate", "0.2", "--payment-latency", "2ms", "--payment-max-tries", "8")
 }
 
@@ -395,7 +395,9 @@ func checkChaos(ctx context.Context, t *testing.T, url, base string, ops []strin
 		reasons.Close()
 		t.Logf("failures by reason: %v", byCode)
 		if byCode["step_failed"] > 0 {
-			r.problem(false, "%d operations failed because a step gave up", byCode["step_failed"])
+			var msg string
+			_ = db.QueryRowContext(ctx, `SELECT error FROM operations WHERE status = 'failed' AND error LIKE '%step_failed%' LIMIT 1`).Scan(&msg)
+			r.problem(false, "%d operations failed because a step gave up, such as: %s", byCode["step_failed"], msg)
 		}
 	}
 	if seqErrs > 0 {

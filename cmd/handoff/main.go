@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,6 +27,7 @@ import (
 	"handoff/pkg/bus"
 	"handoff/pkg/envelope"
 	"handoff/pkg/sqldb"
+	"handoff/pkg/wmx"
 	"handoff/server"
 )
 
@@ -74,7 +74,7 @@ func open(ctx context.Context, cfg config, log *slog.Logger) (*sqldb.DB, *bus.Bu
 		db.SetMaxOpenConns(cfg.DBPool)
 		db.SetMaxIdleConns(cfg.DBPool)
 	}
-	b, err := bus.New(db, watermill.NewSlogLogger(log.With("component", "bus")), bus.Options{})
+	b, err := bus.New(db, wmx.Logger(log.With("component", "bus")), bus.Options{})
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("bus: %w", err)

@@ -29,7 +29,7 @@ func startApp(t *testing.T, dbURL string, extra ...string) *app {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--log-level", "error", "--db-pool", "10"}, extra...)
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--log-level", "error", "--db-pool", "8"}, extra...)
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, pw, io.Discard)

@@ -55,7 +55,7 @@ type process struct {
 
 func startProcess(t *testing.T, dbURL, role string, extra ...string) *process {
 	t.Helper()
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--role", role, "--log-level", "warn", "--db-pool", "10"}, extra...)
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--database", dbURL, "--role", role, "--log-level", "warn", "--db-pool", "8"}, extra...)
 	return spawn(t, args...)
 }
 

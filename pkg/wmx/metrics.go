@@ -3,8 +3,10 @@ package wmx
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -85,4 +87,11 @@ func (r CountingRepository) IsDuplicate(ctx context.Context, key string) (bool, 
 		r.hits.Inc()
 	}
 	return dup, err
+}
+
+// Logger adapts slog for Watermill, with Watermill's info lines (a handler
+// added, a subscriber started, each poll's SQL) demoted to debug: at info
+// the log says what the product does, not what the library does.
+func Logger(log *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 }
