@@ -66,8 +66,8 @@ func (in *Interior) reserveStock(msg *message.Message) error {
 		return in.fail(tx, src, name, envelope.StepReserve, 1, reason)
 	}
 	for _, sku := range skus {
-		if _, err := tx.ExecContext(ctx, in.db.Q(`UPDATE stock SET available = available - $2 WHERE sku = $1`), sku, qty[sku]); err != nil {
-			return fmt.Errorf("reserve %s: %w", sku, err)
+		if err := in.take(ctx, tx, sku, qty[sku]); err != nil {
+			return err
 		}
 	}
 	lines, _ := json.Marshal(qty)
@@ -82,10 +82,38 @@ func (in *Interior) reserveStock(msg *message.Message) error {
 	return in.stepDone(tx, src, name, envelope.StepReserve, 1, envelope.TopicOrderReserved, out)
 }
 
+// take reserves n of a SKU, folding the releases seen so far into its
+// stock row. Release rows are never changed once written, so deleting the
+// ones this transaction sees cannot conflict; one written since is not
+// seen, not deleted, and counted next time.
+func (in *Interior) take(ctx context.Context, tx wmsql.ContextExecutor, sku string, n int64) error {
+	rows, err := tx.QueryContext(ctx, in.db.Q(`SELECT COALESCE(sum(quantity), 0) FROM stock_releases WHERE sku = $1`), sku)
+	if err != nil {
+		return fmt.Errorf("read releases of %s: %w", sku, err)
+	}
+	var released int64
+	if rows.Next() {
+		err = rows.Scan(&released)
+	}
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	if released > 0 {
+		if _, err := tx.ExecContext(ctx, in.db.Q(`DELETE FROM stock_releases WHERE sku = $1`), sku); err != nil {
+			return fmt.Errorf("fold releases of %s: %w", sku, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, in.db.Q(`UPDATE stock SET available = available + $2 WHERE sku = $1`), sku, released-n); err != nil {
+		return fmt.Errorf("reserve %s: %w", sku, err)
+	}
+	return nil
+}
+
 func (in *Interior) available(ctx context.Context, tx wmsql.ContextExecutor, sku string) (int64, error) {
-	q := `SELECT available FROM stock WHERE sku = $1`
+	q := `SELECT available + COALESCE((SELECT sum(quantity) FROM stock_releases r WHERE r.sku = stock.sku), 0) FROM stock WHERE sku = $1`
 	if in.db.Dialect == "postgres" {
-		q += ` FOR UPDATE`
+		q += ` FOR UPDATE OF stock`
 	}
 	rows, err := tx.QueryContext(ctx, in.db.Q(q), sku)
 	if err != nil {
@@ -101,8 +129,9 @@ func (in *Interior) available(ctx context.Context, tx wmsql.ContextExecutor, sku
 	return n, nil
 }
 
-// releaseStock gives a run's reserved stock back (compensation). It acts
-// once: a reservation already released or committed is left alone.
+// releaseStock gives a run's reserved stock back (compensation), as rows of
+// stock_releases (see its migration). It acts once: a reservation already
+// released or committed is left alone.
 func (in *Interior) releaseStock(ctx context.Context, tx wmsql.ContextExecutor, src ref) error {
 	return in.settleReservation(ctx, tx, src, released)
 }
@@ -140,7 +169,8 @@ func (in *Interior) settleReservation(ctx context.Context, tx wmsql.ContextExecu
 	}
 	sort.Strings(skus)
 	for _, sku := range skus {
-		if _, err := tx.ExecContext(ctx, in.db.Q(`UPDATE stock SET available = available + $2 WHERE sku = $1`), sku, qty[sku]); err != nil {
+		if _, err := tx.ExecContext(ctx, in.db.Q(`INSERT INTO stock_releases (operation_id, attempt, sku, quantity) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (operation_id, attempt, sku) DO NOTHING`), src.OperationID, src.Attempt, sku, qty[sku]); err != nil {
 			return fmt.Errorf("release %s: %w", sku, err)
 		}
 	}

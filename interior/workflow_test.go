@@ -11,7 +11,7 @@ import (
 )
 
 func (r *rig) stock(sku string) int {
-	return r.count(`SELECT available FROM stock WHERE sku = $1`, sku)
+	return r.count(`SELECT available + COALESCE((SELECT sum(quantity) FROM stock_releases r WHERE r.sku = stock.sku), 0) FROM stock WHERE sku = $1`, sku)
 }
 
 func last(evs []envelope.StatusChanged) envelope.StatusChanged { return evs[len(evs)-1] }

@@ -425,7 +425,7 @@ func checkStock(ctx context.Context, t *testing.T, db *sqldb.DB, r *chaosResult)
 	rows.Close()
 	for _, p := range catalog.Default().Products {
 		var left int64
-		if err := db.QueryRowContext(ctx, db.Q(`SELECT available FROM stock WHERE sku = $1`), p.SKU).Scan(&left); err != nil {
+		if err := db.QueryRowContext(ctx, db.Q(`SELECT available + COALESCE((SELECT sum(quantity) FROM stock_releases r WHERE r.sku = stock.sku), 0) FROM stock WHERE sku = $1`), p.SKU).Scan(&left); err != nil {
 			t.Fatal(err)
 		}
 		if left != p.Stock-held[p.SKU] {
