@@ -267,14 +267,30 @@ type benchMemStats struct {
 }
 
 func benchMem() benchMemStats {
-	// Let the handshakes' goroutines settle, then collect twice so the
-	// figures are live memory only.
-	time.Sleep(500 * time.Millisecond)
+	// Wait until the handshakes' goroutines have settled (their count holds
+	// still across many scheduler turns), then collect twice so the figures
+	// are live memory only.
+	settleGoroutines(2 * time.Second)
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return benchMemStats{heap: m.HeapInuse, stack: m.StackInuse, sys: m.Sys - m.HeapReleased, goroutines: runtime.NumGoroutine()}
+}
+
+// settleGoroutines returns once the number of goroutines has not changed
+// for a thousand scheduler turns, or after limit.
+func settleGoroutines(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	n, still := runtime.NumGoroutine(), 0
+	for still < 1000 && time.Now().Before(deadline) {
+		runtime.Gosched()
+		if m := runtime.NumGoroutine(); m != n {
+			n, still = m, 0
+			continue
+		}
+		still++
+	}
 }
 
 // rawUpgrade opens a WebSocket by hand and reads the 101 answer and the

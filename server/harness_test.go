@@ -282,3 +282,17 @@ func (t *httpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func serverConfig() server.Config { return server.Config{} }
+
+// twoMembers signs Alice up and Bob into her team, makes a draft and
+// subscribes a socket of each to it.
+func (e *edge) twoMembers() (alice, bob *client, draft string, wa, wb *socket) {
+	alice = e.client()
+	token := alice.createTeam("Buyers", "Alice")
+	bob = e.client()
+	bob.join(token, "Bob")
+	draft = alice.newDraft("Order")
+	wa, wb = alice.dial(), bob.dial()
+	wa.subscribe(draft)
+	wb.subscribe(draft)
+	return alice, bob, draft, wa, wb
+}

@@ -36,14 +36,7 @@ func TestLogoutEndsTheSessionsSockets(t *testing.T) {
 
 func TestAnotherMembersClientOpIDIsNotTakenForAResend(t *testing.T) {
 	e := startEdge(t, sqldbtestURL(t), server.Config{})
-	alice := e.client()
-	token := alice.createTeam("A", "Alice")
-	bob := e.client()
-	bob.join(token, "Bob")
-	draft := alice.newDraft("Order")
-	wa, wb := alice.dial(), bob.dial()
-	wa.subscribe(draft)
-	wb.subscribe(draft)
+	_, _, draft, wa, wb := e.twoMembers()
 	wa.op(draft, "A5", 0, map[string]any{"kind": "set_title", "title": "Alice's"})
 	wa.next("applied")
 	wb.next("applied")

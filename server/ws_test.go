@@ -75,14 +75,7 @@ func TestSocketRules(t *testing.T) {
 
 func TestCoEditingAndPresence(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *edge) {
-		alice := e.client()
-		token := alice.createTeam("Buyers", "Alice")
-		bob := e.client()
-		bob.join(token, "Bob")
-		draft := alice.newDraft("Order")
-		wa, wb := alice.dial(), bob.dial()
-		wa.subscribe(draft)
-		wb.subscribe(draft)
+		alice, _, draft, wa, wb := e.twoMembers()
 
 		wa.op(draft, "a1", 0, addItemOp(item1, "COF-ESP-1KG", 2))
 		for _, s := range []*socket{wa, wb} {
@@ -137,14 +130,7 @@ func hasFocus(m map[string]any, name, focus string) bool {
 
 func TestResentOpIsAppliedOnce(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *edge) {
-		alice := e.client()
-		token := alice.createTeam("Buyers", "Alice")
-		bob := e.client()
-		bob.join(token, "Bob")
-		draft := alice.newDraft("Order")
-		wa, wb := alice.dial(), bob.dial()
-		wa.subscribe(draft)
-		wb.subscribe(draft)
+		alice, _, draft, wa, wb := e.twoMembers()
 		wa.op(draft, "same", 0, addItemOp(item1, "PEN-BLU-10", 1))
 		first := wa.next("applied")
 		wb.next("applied")

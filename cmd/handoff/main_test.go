@@ -157,22 +157,7 @@ func TestPendingOperationFinishesAfterRestart(t *testing.T) {
 	dbURL := sqldbtest.SQLiteURL(t)
 	edgeOnly := startApp(t, dbURL, "--role", "edge")
 	ctx := ctxT(t)
-	alice := client.New(edgeOnly.URL)
-	if _, err := alice.CreateTeam(ctx, "Buyers", "Alice"); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := alice.CreateDraft(ctx, "Order")
-	ws, err := alice.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws.Subscribe(ctx, d.ID)
-	ws.Op(ctx, d.ID, "a1", 0, client.AddItem(uuid.NewString(), "PEN-BLU-10", 3, ""))
-	ws.Next(ctx, "applied")
-	op, _, err := alice.Submit(ctx, d.ID, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	alice, _, op := submitOneItem(t, ctx, edgeOnly.URL)
 	if err := edgeOnly.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -180,7 +165,7 @@ func TestPendingOperationFinishesAfterRestart(t *testing.T) {
 	// The session cookie carries over: the server keeps sessions.
 	all := startApp(t, dbURL)
 	alice.Base = all.URL
-	ws, err = alice.Dial(ctx)
+	ws, err := alice.Dial(ctx)
 	if err != nil {
 		t.Fatalf("dial after restart: %v", err)
 	}
@@ -193,6 +178,38 @@ func TestPendingOperationFinishesAfterRestart(t *testing.T) {
 			t.Fatalf("after restart: %+v", got)
 		}
 	}
+}
+
+// submitOneItem signs a member up at base, submits a draft of one item and
+// returns the member, a socket subscribed to the draft, and the operation.
+func submitOneItem(t *testing.T, ctx context.Context, base string) (*client.Client, *client.Socket, client.Operation) {
+	t.Helper()
+	alice := client.New(base)
+	if _, err := alice.CreateTeam(ctx, "Buyers", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := alice.CreateDraft(ctx, "Order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := alice.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Subscribe(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Op(ctx, d.ID, "add", 0, client.AddItem(uuid.NewString(), "PEN-BLU-10", 2, "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Next(ctx, "applied"); err != nil {
+		t.Fatal(err)
+	}
+	op, _, err := alice.Submit(ctx, d.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return alice, ws, op
 }
 
 func TestConfigRejectsBadValues(t *testing.T) {

@@ -254,22 +254,7 @@ func TestEdgeAndInteriorProcessesOnSQLite(t *testing.T) {
 	edge := startProcess(t, dbURL, "edge")
 	startProcess(t, dbURL, "interior")
 	ctx := ctxT(t)
-	alice := client.New(edge.URL)
-	if _, err := alice.CreateTeam(ctx, "Buyers", "Alice"); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := alice.CreateDraft(ctx, "Order")
-	ws, err := alice.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws.Subscribe(ctx, d.ID)
-	ws.Op(ctx, d.ID, "a", 0, client.AddItem(uuid.NewString(), "PEN-BLU-10", 2, ""))
-	ws.Next(ctx, "applied")
-	op, _, err := alice.Submit(ctx, d.ID, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ws, op := submitOneItem(t, ctx, edge.URL)
 	if got := waitOperation(t, ctx, ws, op.ID, "completed", "failed"); got.Status != "completed" {
 		t.Fatalf("%+v", got)
 	}
