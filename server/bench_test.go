@@ -295,7 +295,7 @@ func settleGoroutines(limit time.Duration) {
 
 // rawUpgrade opens a WebSocket by hand and reads the 101 answer and the
 // first frame (the hello), leaving nothing running on the client side.
-func rawUpgrade(b *testing.B, addr, cookie string) net.Conn {
+func rawUpgrade(b testing.TB, addr, cookie string) net.Conn {
 	b.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -40,9 +40,17 @@ func newHub() *Hub {
 type conn struct {
 	ws   *websocket.Conn
 	p    principal
-	send chan []byte
 	done chan struct{}
 	once sync.Once
+	ping *time.Timer
+	// ctx is the socket's life: the server's base context.
+	ctx      context.Context
+	maxQueue int
+	mu       sync.Mutex
+	// queue holds the messages not yet written, at most maxQueue; writing
+	// says a writer is draining it. Both guarded by mu.
+	queue   [][]byte
+	writing bool
 	// drafts are the subscribed drafts; guarded by Hub.mu.
 	drafts map[string]*subscription
 }
@@ -61,13 +69,33 @@ func (c *conn) kill(code websocket.StatusCode, reason string) {
 	})
 }
 
-// enqueue never blocks; called with Hub.mu held.
-func (c *conn) enqueue(msg []byte) {
+func (c *conn) closed() bool {
 	select {
 	case <-c.done:
-	case c.send <- msg:
+		return true
 	default:
+		return false
+	}
+}
+
+// enqueue never blocks; it is called with Hub.mu held. A socket whose
+// queue is full is closed rather than slowing the sender.
+func (c *conn) enqueue(msg []byte) {
+	if c.closed() {
+		return
+	}
+	c.mu.Lock()
+	if len(c.queue) >= c.maxQueue {
+		c.mu.Unlock()
 		c.kill(websocket.StatusPolicyViolation, "client too slow to read its messages")
+		return
+	}
+	c.queue = append(c.queue, msg)
+	idle := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if idle {
+		go c.drain()
 	}
 }
 

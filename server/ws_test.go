@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -263,5 +264,32 @@ func TestTeamHearsOfNewAndRenamedDrafts(t *testing.T) {
 	wa.op(draft, "t", 0, map[string]any{"kind": "set_title", "title": "Tuesday"})
 	if m := wb.next("draft")["draft"].(map[string]any); m["title"] != "Tuesday" || m["revision"] != float64(1) {
 		t.Fatalf("renamed draft: %v", m)
+	}
+}
+
+// An idle socket costs the edge one goroutine, its reader: the handshake's
+// goroutine has ended, and no writer is left once the hello is sent.
+func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
+	e := startEdge(t, sqldbtestURL(t), serverConfig())
+	alice := e.client()
+	alice.createTeam("Idle", "Alice")
+	u := mustParse(e.srv.URL)
+	var cookie string
+	for _, ck := range alice.hc.Jar.Cookies(u) {
+		cookie += ck.Name + "=" + ck.Value + "; "
+	}
+	addr := u.Host
+	first := rawUpgrade(t, addr, cookie)
+	defer first.Close()
+	settleGoroutines(2 * time.Second)
+	before := runtime.NumGoroutine()
+	const n = 100
+	for range n {
+		c := rawUpgrade(t, addr, cookie)
+		defer c.Close()
+	}
+	settleGoroutines(2 * time.Second)
+	if grew := runtime.NumGoroutine() - before; grew > n+n/10 {
+		t.Fatalf("%d idle sockets added %d goroutines, want about %d", n, grew, n)
 	}
 }
