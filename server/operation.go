@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -109,6 +110,44 @@ func (s *Server) loadOperation(ctx context.Context, q querier, teamID, id string
 		return nil, fmt.Errorf("load operation %s: %w", id, err)
 	}
 	return o, nil
+}
+
+// loadOperations reads the operations of any team with the given ids, by
+// id; ids that name no operation are missing from the map. forUpdate locks
+// their rows, in id order, on PostgreSQL.
+func (s *Server) loadOperations(ctx context.Context, q querier, ids []string, forUpdate bool) (map[string]*Operation, error) {
+	out := make(map[string]*Operation, len(ids))
+	var valid []any
+	var marks []string
+	for _, id := range ids {
+		if _, err := uuid.Parse(id); err == nil {
+			valid = append(valid, id)
+			marks = append(marks, fmt.Sprintf("$%d", len(valid)))
+		}
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	query := `SELECT ` + operationColumns + operationFrom + ` WHERE o.id IN (` + strings.Join(marks, ", ") + `) ORDER BY o.id`
+	if forUpdate && s.db.Dialect == "postgres" {
+		query += ` FOR UPDATE OF o`
+	}
+	rows, err := q.QueryContext(ctx, s.db.Q(query), valid...)
+	if err != nil {
+		return nil, fmt.Errorf("load %d operations: %w", len(valid), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		o, err := scanOperation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load operations: %w", err)
+		}
+		out[o.ID] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load operations: %w", err)
+	}
+	return out, nil
 }
 
 // saveOperation writes an operation's changing parts back.

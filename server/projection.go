@@ -7,84 +7,133 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
+	"handoff/pkg/bus"
 	"handoff/pkg/envelope"
-	"handoff/pkg/wmx"
 )
 
-const projectionHandler = "edge-projection"
+const (
+	projectionHandler = "edge-projection"
+	projectionGroup   = "edge.projection"
+)
 
-// addProjection subscribes the operations view to the interior's status
-// events.
-func (s *Server) addProjection() error {
-	sub, err := s.bus.Subscriber("edge.projection")
-	if err != nil {
-		return fmt.Errorf("projection subscriber: %w", err)
-	}
-	h := s.router.AddConsumerHandler(projectionHandler, envelope.TopicOperationStatus, sub, s.project)
-	policy := wmx.RetryPolicy{
-		MaxAttempts: 5, InitialBackoff: 10 * time.Millisecond,
-		OnGiveUp: func(msg *message.Message, attempts int, err error) ([]*message.Message, error) {
+// runProjection keeps the operations view following the interior's status
+// events until ctx ends. It reads them in batches: one transaction, one
+// dedup statement and one load for the whole run, one write per operation
+// it changed, and one push per operation with its newest state, so a
+// backlog costs a few round trips per batch rather than several per event.
+func (s *Server) runProjection(ctx context.Context) error {
+	return s.bus.ConsumeBatches(ctx, bus.BatchConfig{
+		Topic: envelope.TopicOperationStatus, Group: projectionGroup,
+		Handle: func(ctx context.Context, tx *sql.Tx, msgs []*message.Message) (func(), error) {
+			start := time.Now()
+			after, err := s.project(ctx, tx, msgs)
+			s.metrics.handlers.Observe(projectionHandler, time.Since(start), err)
+			return after, err
+		},
+		GiveUp: func(msg *message.Message, err error) {
 			// A status event that cannot be applied is logged and dropped, so
 			// it never holds back the events of other operations.
-			s.log.Error("dropping status event", "message_id", msg.UUID, "operation_id", msg.Metadata.Get(envelope.MetaOperationID), "attempts", attempts, "err", err)
-			return nil, nil
+			s.log.Error("dropping status event", "message_id", msg.UUID, "operation_id", msg.Metadata.Get(envelope.MetaOperationID), "err", err)
 		},
-	}
-	h.AddMiddleware(policy.Retry, s.metrics.handlers.Middleware(projectionHandler), wmx.Savepoint, middleware.Recoverer,
-		wmx.Deduplicator(s.metrics.handlers.Repository(s.dedup, projectionHandler), projectionHandler))
-	return nil
+		Ready: func() {
+			s.projecting.Store(true)
+			close(s.running)
+		},
+	})
 }
 
-// project applies one status event to its operation, through the event's
-// consume transaction, and pushes the new state to the team.
-func (s *Server) project(msg *message.Message) error {
-	var ev envelope.StatusChanged
-	if err := envelope.Decode(msg, envelope.TypeStatusChanged, &ev); err != nil {
-		return wmx.Permanent(err)
+// project applies a run of status events to their operations through the
+// run's consume transaction; what it returns pushes the new states once
+// that transaction has committed.
+func (s *Server) project(ctx context.Context, tx *sql.Tx, msgs []*message.Message) (func(), error) {
+	keys := make([]string, len(msgs))
+	for i, msg := range msgs {
+		keys[i] = projectionHandler + "/" + msg.UUID
 	}
-	q, err := wmx.StdTx(msg)
+	fresh, err := s.metrics.handlers.Repository(s.dedup, projectionHandler).Fresh(ctx, tx, keys)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx := msg.Context()
-	o, err := s.loadOperation(ctx, q, "", ev.OperationID, true)
-	if err != nil {
-		return wmx.Permanent(fmt.Errorf("operation %s: %w", ev.OperationID, err))
+	type event struct {
+		id string
+		ev envelope.StatusChanged
 	}
-	at, _ := time.Parse(time.RFC3339Nano, ev.At)
-	if at.IsZero() {
-		at = time.Now()
-	}
-	if !ApplyStatus(o, ev, at.UnixMilli()) {
-		return nil
-	}
-	if err := s.saveOperation(ctx, q, o); err != nil {
-		return err
-	}
-	var reopened *Draft
-	if ev.Outcome == envelope.OpFailed {
-		if reopened, err = s.reopenDraft(ctx, q, o); err != nil {
-			return err
+	var events []event
+	var ids []string
+	seen := map[string]bool{}
+	for i, msg := range msgs {
+		if !fresh[keys[i]] {
+			continue // a duplicate, or a second copy within the run
 		}
-		o.Retryable = reopened != nil && o.Error != nil && o.Error.Retryable
-	}
-	if err := s.announce(ctx, q, fanEvent{Kind: fanOperation, OpID: o.ID}); err != nil {
-		return err
-	}
-	if reopened != nil {
-		if err := s.announce(ctx, q, fanEvent{Kind: fanSnapshot, DraftID: reopened.ID}); err != nil {
-			return err
+		delete(fresh, keys[i])
+		var ev envelope.StatusChanged
+		if err := envelope.Decode(msg, envelope.TypeStatusChanged, &ev); err != nil {
+			s.log.Error("dropping status event", "message_id", msg.UUID, "err", err)
+			continue
+		}
+		events = append(events, event{msg.UUID, ev})
+		if !seen[ev.OperationID] {
+			seen[ev.OperationID] = true
+			ids = append(ids, ev.OperationID)
 		}
 	}
-	// Pushes are at-least-once: a copy sent before the commit may be sent
-	// again on redelivery, and clients keep the highest seq.
-	s.hub.broadcastTeam(o.teamID, operationMsg(o))
-	if reopened != nil {
-		s.hub.sendSnapshot(reopened)
+	ops, err := s.loadOperations(ctx, tx, ids, true)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	var changed []*Operation
+	var reopened []*Draft
+	dirty := map[*Operation]bool{}
+	for _, e := range events {
+		o := ops[e.ev.OperationID]
+		if o == nil {
+			s.log.Error("dropping status event", "message_id", e.id, "operation_id", e.ev.OperationID, "err", "no such operation")
+			continue
+		}
+		at, _ := time.Parse(time.RFC3339Nano, e.ev.At)
+		if at.IsZero() {
+			at = time.Now()
+		}
+		if !ApplyStatus(o, e.ev, at.UnixMilli()) {
+			continue
+		}
+		if !dirty[o] {
+			dirty[o] = true
+			changed = append(changed, o)
+		}
+		if e.ev.Outcome == envelope.OpFailed {
+			d, err := s.reopenDraft(ctx, tx, o)
+			if err != nil {
+				return nil, err
+			}
+			o.Retryable = d != nil && o.Error != nil && o.Error.Retryable
+			if d != nil {
+				reopened = append(reopened, d)
+			}
+		}
+	}
+	for _, o := range changed {
+		if err := s.saveOperation(ctx, tx, o); err != nil {
+			return nil, err
+		}
+		if err := s.announce(ctx, tx, fanEvent{Kind: fanOperation, OpID: o.ID}); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range reopened {
+		if err := s.announce(ctx, tx, fanEvent{Kind: fanSnapshot, DraftID: d.ID}); err != nil {
+			return nil, err
+		}
+	}
+	return func() {
+		for _, o := range changed {
+			s.hub.broadcastTeam(o.teamID, operationMsg(o))
+		}
+		for _, d := range reopened {
+			s.hub.sendSnapshot(d)
+		}
+	}, nil
 }
 
 // ApplyStatus folds one status event into an operation and raises its seq;

@@ -6,13 +6,14 @@ package server
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
@@ -64,9 +65,14 @@ type Server struct {
 	process  string
 	listener *pglisten.Listener
 	dedup    wmx.DedupRepository
-	router   *message.Router
-	limiter  *rateLimiter
-	metrics  *metrics
+	// running is closed once the projection reads; projecting says it
+	// still does; stopped is closed when Run returns.
+	running    chan struct{}
+	projecting atomic.Bool
+	stopped    chan struct{}
+	started    atomic.Bool
+	limiter    *rateLimiter
+	metrics    *metrics
 	// baseCtx outlives requests: sockets run on it after the upgrade.
 	baseCtx context.Context
 	cancel  context.CancelFunc
@@ -106,14 +112,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 	s.metrics = newMetrics(cfg.Metrics, s.hub)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.process = uuid.NewString()
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wmx.Logger(s.log))
-	if err != nil {
-		return nil, fmt.Errorf("edge router: %w", err)
-	}
-	s.router = router
-	if err := s.addProjection(); err != nil {
-		return nil, err
-	}
+	s.running, s.stopped = make(chan struct{}), make(chan struct{})
 	if err := s.listen(); err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("edge announcements: %w", err)
@@ -123,14 +122,23 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 
 // Run runs the operations projection until ctx ends or Close is called.
 func (s *Server) Run(ctx context.Context) error {
-	if err := s.router.Run(ctx); err != nil {
-		return fmt.Errorf("edge router: %w", err)
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("edge: Run called twice")
+	}
+	defer close(s.stopped)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.baseCtx, stop)()
+	err := s.runProjection(ctx)
+	s.projecting.Store(false)
+	if err != nil {
+		return fmt.Errorf("edge projection: %w", err)
 	}
 	return nil
 }
 
-// Running is closed once the projection is subscribed.
-func (s *Server) Running() chan struct{} { return s.router.Running() }
+// Running is closed once the projection reads its events.
+func (s *Server) Running() chan struct{} { return s.running }
 
 // CloseSockets closes every WebSocket with 1001 (going away) and waits for
 // their handlers, or for ctx to end.
@@ -145,7 +153,10 @@ func (s *Server) Close() error {
 	if s.listener != nil {
 		s.listener.Close()
 	}
-	return s.router.Close()
+	if s.started.Load() {
+		<-s.stopped
+	}
+	return nil
 }
 
 // Handler is the edge's HTTP handler.
@@ -205,7 +216,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorf(CodeUnavailable, "The database is unreachable.").body())
 		return
 	}
-	if !s.router.IsRunning() {
+	if !s.projecting.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, errorf(CodeUnavailable, "The operations projection is not running.").body())
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -151,7 +152,28 @@ func (l leanHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if brw.Reader.Buffered() > 0 {
 		r = brw.Reader
 	}
-	return nc, bufio.NewReadWriter(r, bufio.NewWriterSize(nc, socketWriteBuffer)), nil
+	lc := lingeringConn{nc}
+	return lc, bufio.NewReadWriter(r, bufio.NewWriterSize(lc, socketWriteBuffer)), nil
+}
+
+// lingerTimeout bounds how long a closing socket keeps reading what its
+// client still sends.
+const lingerTimeout = 500 * time.Millisecond
+
+// lingeringConn closes gently: it sends its end of the stream, then reads
+// and drops what the client still has in flight (the rest of an oversized
+// frame, typically) before it closes. Closed with unread bytes, the kernel
+// would reset the connection, and the client could lose the close frame
+// that says why (1009, 1008) along with them.
+type lingeringConn struct{ net.Conn }
+
+func (c lingeringConn) Close() error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		if tc.CloseWrite() == nil && tc.SetReadDeadline(time.Now().Add(lingerTimeout)) == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(tc, maxFrame))
+		}
+	}
+	return c.Conn.Close()
 }
 
 func (s *Server) readLoop(ctx context.Context, c *conn) {

@@ -2,6 +2,7 @@ package wmx
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"time"
@@ -87,6 +88,24 @@ func (r CountingRepository) IsDuplicate(ctx context.Context, key string) (bool, 
 		r.hits.Inc()
 	}
 	return dup, err
+}
+
+// Fresh is DedupRepository.Fresh, counting the keys already there.
+func (r CountingRepository) Fresh(ctx context.Context, tx *sql.Tx, keys []string) (map[string]bool, error) {
+	fresh, err := r.DedupRepository.Fresh(ctx, tx, keys)
+	if err == nil && r.hits != nil {
+		r.hits.Add(float64(len(keys) - len(fresh)))
+	}
+	return fresh, err
+}
+
+// Observe records one run of a handler that is not a Watermill handler
+// (a batch consumer) under the same metrics.
+func (m *HandlerMetrics) Observe(handler string, took time.Duration, err error) {
+	m.duration.WithLabelValues(handler).Observe(took.Seconds())
+	if err != nil {
+		m.errors.WithLabelValues(handler).Inc()
+	}
 }
 
 // Logger adapts slog for Watermill, with Watermill's info lines (a handler

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -86,6 +87,43 @@ func (r DedupRepository) IsDuplicate(ctx context.Context, key string) (bool, err
 		return false, fmt.Errorf("dedup %s: %w", key, err)
 	}
 	return n == 0, nil
+}
+
+// Fresh records keys through tx, a consume transaction, in one statement
+// and returns the ones that were not there yet: the batch form of
+// IsDuplicate, under the same keys.
+func (r DedupRepository) Fresh(ctx context.Context, tx *sql.Tx, keys []string) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(keys))
+	if len(keys) == 0 {
+		return fresh, nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO ` + r.Table + ` (key, processed_at) VALUES `)
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "($%d, %s)", i+1, nowMillis(r.Dialect))
+		args[i] = k
+	}
+	q.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING key`)
+	rows, err := tx.QueryContext(ctx, r.Dialect.Q(q.String()), args...)
+	if err != nil {
+		return nil, fmt.Errorf("dedup %d keys: %w", len(keys), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("dedup %d keys: %w", len(keys), err)
+		}
+		fresh[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("dedup %d keys: %w", len(keys), err)
+	}
+	return fresh, nil
 }
 
 // DedupTableSQL is the statement that creates a dedup table; owners put it in
