@@ -12,6 +12,7 @@ import (
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"handoff/pkg/bus"
 	"handoff/pkg/envelope"
 	"handoff/pkg/pglisten"
 	"handoff/pkg/sqldb"
@@ -60,12 +61,19 @@ func (in *Interior) requestPayment(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
-	if in.db.Dialect == sqldb.Postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, '')`, paymentChannel); err != nil {
-			return err
+	// The workers, here and in other processes, are woken once the intent
+	// is committed.
+	if !bus.AfterCommit(tx, func() {
+		in.wakePayments()
+		in.bus.Notify(paymentChannel, "")
+	}) {
+		if in.db.Dialect == sqldb.Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, '')`, paymentChannel); err != nil {
+				return err
+			}
 		}
+		in.wakePayments()
 	}
-	in.wakePayments()
 	return in.publishOn(tx, envelope.TopicOperationStatus, ev)
 }
 
@@ -180,7 +188,8 @@ func (in *Interior) pay(ctx context.Context, p payment) {
 // two workers that both called the provider (after a lease ran out) record
 // one outcome.
 func (in *Interior) settle(ctx context.Context, p payment, to string, fn func(tx wmsql.Tx) error) error {
-	return in.db.InTx(ctx, func(tx *sql.Tx) error {
+	var published *bus.Deferred
+	err := in.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, in.db.Q(`UPDATE payments SET state = $2, claimed_until = 0 WHERE id = $1 AND state = $3`), p.ID, to, payPending)
 		if err != nil {
 			return err
@@ -188,8 +197,13 @@ func (in *Interior) settle(ctx context.Context, p payment, to string, fn func(tx
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		return fn(wmsql.TxFromStdSQL(tx))
+		published = in.bus.Defer(tx)
+		return fn(published.Exec())
 	})
+	if err == nil && published != nil {
+		published.Committed()
+	}
+	return err
 }
 
 func (in *Interior) recordCharged(ctx context.Context, p payment, chargeID string) error {

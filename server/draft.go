@@ -159,7 +159,7 @@ func (s *Server) createDraft(w http.ResponseWriter, r *http.Request) error {
 		VALUES ($1, $2, $3, 0, $4, $5, $6)`), d.ID, d.TeamID, d.Title, d.State, now, now); err != nil {
 		return fmt.Errorf("create draft: %w", err)
 	}
-	s.draftListed(r.Context(), s.db, d)
+	s.draftListed(r.Context(), d)
 	writeJSON(w, http.StatusCreated, d.wire(true))
 	return nil
 }
@@ -193,7 +193,7 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 	defer unlock()
 	var expired *Operation
 	var renamed *Draft
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d, err := s.loadDraft(ctx, tx, p.Team.ID, draftID, true)
 		if err != nil {
 			return err
@@ -234,7 +234,8 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 			d.Revision, d.UpdatedAt = rev, now
 			renamed = d
 		}
-		return s.announce(ctx, tx, fanEvent{Kind: fanApplied, DraftID: draftID, Rev: rev, Msg: mustJSON(msg)})
+		s.announce(ctx, fanEvent{Kind: fanApplied, DraftID: draftID, Rev: rev, Msg: mustJSON(msg)})
+		return nil
 	})
 	if err != nil {
 		return appliedMsg{}, false, err
@@ -244,10 +245,10 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 		s.deliverApplied(ctx, draftID, msg.Revision, mustJSON(msg))
 	}
 	if expired != nil {
-		s.hub.broadcastTeam(p.Team.ID, operationMsg(expired))
+		s.pushOperation(p.Team.ID, expired)
 	}
 	if renamed != nil {
-		s.draftListed(ctx, s.db, renamed)
+		s.draftListed(ctx, renamed)
 	}
 	return msg, dup, nil
 }
@@ -255,11 +256,9 @@ func (s *Server) applyOp(ctx context.Context, p principal, draftID, clientOpID s
 // draftListed tells the team's members, here and on the other edges, that
 // a draft of their list was created or renamed (an extension of the
 // contract: {"type": "draft", "draft": draft without items}).
-func (s *Server) draftListed(ctx context.Context, ex execer, d *Draft) {
+func (s *Server) draftListed(ctx context.Context, d *Draft) {
 	s.hub.broadcastTeam(d.TeamID, draftMsg(d))
-	if err := s.announce(ctx, ex, fanEvent{Kind: fanDraft, DraftID: d.ID}); err != nil {
-		s.log.Warn("announce draft", "draft_id", d.ID, "err", err)
-	}
+	s.announce(ctx, fanEvent{Kind: fanDraft, DraftID: d.ID})
 }
 
 func draftMsg(d *Draft) []byte {
@@ -282,7 +281,8 @@ func (s *Server) expireRetry(ctx context.Context, tx *sql.Tx, d *Draft) (*Operat
 	if err := s.saveOperation(ctx, tx, o); err != nil {
 		return nil, err
 	}
-	return o, s.announce(ctx, tx, fanEvent{Kind: fanOperation, OpID: o.ID})
+	s.announce(ctx, fanEvent{Kind: fanOperation, OpID: o.ID})
+	return o, nil
 }
 
 func (s *Server) storedOp(ctx context.Context, tx *sql.Tx, draftID, clientOpID string) (appliedMsg, bool, error) {

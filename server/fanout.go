@@ -2,21 +2,30 @@ package server
 
 import (
 	"context"
+
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"slices"
+	"strings"
 	"time"
 
+	"handoff/pkg/bus"
 	"handoff/pkg/pglisten"
 	"handoff/pkg/sqldb"
 )
 
 // edgeChannel carries changes between edge processes on PostgreSQL. A
-// notification is sent from the transaction that made the change, so it is
-// delivered only if, and as soon as, the change commits, in commit order;
-// no table grows and a new process hears only what is new. Lost
-// notifications (a dropped LISTEN connection) are made good from the
-// database on reconnect. On SQLite there is one edge process and nothing to
-// fan out.
+// change's notifications are collected while its transaction runs and sent
+// right after it commits (pglisten.Notifier: a NOTIFY inside the
+// transaction would queue every edit's commit on the server's notify
+// lock), so only committed changes are told of; no table grows and a new
+// process hears only what is new. Lost notifications (a dropped LISTEN
+// connection, a process that died between its commit and the send) are
+// made good from the database: on reconnect, and by a sweep every
+// catchUpEvery. On SQLite there is one edge process and nothing to fan out.
 const edgeChannel = "handoff_edge"
 
 // maxNotify keeps payloads under PostgreSQL's 8000-byte limit; a larger
@@ -50,11 +59,12 @@ type fanEvent struct {
 	Session string          `json:"s,omitempty"`
 }
 
-// announce tells the other edge processes of a change, through ex (the
-// change's transaction, or the pool for presence).
-func (s *Server) announce(ctx context.Context, ex execer, ev fanEvent) error {
-	if s.db.Dialect != sqldb.Postgres {
-		return nil
+// announce tells the other edge processes of a change: after the commit
+// when ctx carries a transaction's announcements (see inTx), at once
+// otherwise.
+func (s *Server) announce(ctx context.Context, ev fanEvent) {
+	if s.notifier == nil {
+		return
 	}
 	ev.Process = s.process
 	payload := mustJSON(ev)
@@ -62,10 +72,56 @@ func (s *Server) announce(ctx context.Context, ex execer, ev fanEvent) error {
 		ev.Msg = nil
 		payload = mustJSON(ev)
 	}
-	if _, err := ex.ExecContext(ctx, `SELECT pg_notify($1, $2)`, edgeChannel, string(payload)); err != nil {
-		return fmt.Errorf("announce %s: %w", ev.Kind, err)
+	if later, ok := ctx.Value(announcementsKey{}).(*announcements); ok {
+		later.payloads = append(later.payloads, string(payload))
+		return
 	}
+	s.notifier.Notify(edgeChannel, string(payload))
+}
+
+type announcementsKey struct{}
+
+// announcements are what a transaction will announce once committed: edge
+// changes, and the messages it published.
+type announcements struct {
+	payloads  []string
+	published []*bus.Deferred
+}
+
+// publisherFor is a publisher through tx whose wake-ups wait for the commit
+// when ctx carries the transaction's announcements.
+func (s *Server) publisherFor(ctx context.Context, tx *sql.Tx) (message.Publisher, error) {
+	later, ok := ctx.Value(announcementsKey{}).(*announcements)
+	if !ok {
+		return s.bus.Publisher(wmsql.TxFromStdSQL(tx))
+	}
+	d := s.bus.Defer(tx)
+	later.published = append(later.published, d)
+	return s.bus.Publisher(d.Exec())
+}
+
+// inTx runs fn in a transaction and sends what it announced once the
+// transaction has committed.
+func (s *Server) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	later := &announcements{}
+	ctx = context.WithValue(ctx, announcementsKey{}, later)
+	if err := s.db.InTx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) }); err != nil {
+		return err
+	}
+	s.sendAnnouncements(later)
 	return nil
+}
+
+func (s *Server) sendAnnouncements(later *announcements) {
+	for _, d := range later.published {
+		d.Committed()
+	}
+	if s.notifier == nil {
+		return
+	}
+	for _, p := range later.payloads {
+		s.notifier.Notify(edgeChannel, p)
+	}
 }
 
 // listen starts receiving the other processes' announcements.
@@ -81,6 +137,7 @@ func (s *Server) listen() error {
 		return err
 	}
 	s.listener = l
+	s.notifier = pglisten.StartNotifier(s.db.DB, s.log)
 	go s.repeatPresence()
 	return nil
 }
@@ -107,7 +164,7 @@ func (s *Server) onAnnounce(_, payload string) {
 		}
 	case fanOperation:
 		if o, err := s.loadOperation(ctx, s.db, "", ev.OpID, false); err == nil {
-			s.hub.broadcastTeam(o.teamID, operationMsg(o))
+			s.pushOperation(o.teamID, o)
 		} else {
 			s.log.Error("load announced operation", "operation_id", ev.OpID, "err", err)
 		}
@@ -198,7 +255,7 @@ func (s *Server) resync() {
 			continue
 		}
 		for _, o := range ops {
-			s.hub.broadcastTeam(team, operationMsg(o))
+			s.pushOperation(team, o)
 		}
 	}
 }
@@ -217,14 +274,15 @@ func (s *Server) announcePresence(draftID string) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, 5*time.Second)
 	defer cancel()
 	ev := fanEvent{Kind: fanPresence, DraftID: draftID, Members: s.hub.localPresence(draftID)}
-	if err := s.announce(ctx, s.db, ev); err != nil && s.baseCtx.Err() == nil {
-		s.log.Warn("announce presence", "draft_id", draftID, "err", err)
-	}
+	s.announce(ctx, ev)
 }
 
 func (s *Server) repeatPresence() {
 	t := time.NewTicker(presenceEvery)
 	defer t.Stop()
+	sweep := time.NewTicker(s.cfg.CatchUpEvery)
+	defer sweep.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-s.baseCtx.Done():
@@ -233,6 +291,143 @@ func (s *Server) repeatPresence() {
 			for _, id := range s.hub.draftIDs() {
 				s.announcePresence(id)
 			}
+		case now := <-sweep.C:
+			s.catchUp(last.Add(-catchUpMargin))
+			last = now
 		}
 	}
+}
+
+// catchUpMargin widens each sweep's window: operation times come from the
+// interior's clock and precede their commit a little.
+const catchUpMargin = 5 * time.Second
+
+// catchUp makes good announcements this process never heard: the drafts
+// with local subscribers get the ops they lack from the op log, and the
+// operations of local teams changed since `since` are pushed where their
+// newest state was not. A sweep that finds everything known sends nothing.
+func (s *Server) catchUp(since time.Time) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
+	defer cancel()
+	for ids := range slices.Chunk(s.hub.draftIDs(), 200) {
+		revs, err := s.draftRevisions(ctx, ids)
+		if err != nil {
+			s.log.Warn("catch up drafts", "err", err)
+			break
+		}
+		for id, rev := range revs {
+			s.deliverApplied(ctx, id, rev, nil)
+		}
+	}
+	for teams := range slices.Chunk(s.hub.teamIDs(), 200) {
+		ops, err := s.operationsChangedSince(ctx, teams, since.UnixMilli())
+		if err != nil {
+			s.log.Warn("catch up operations", "err", err)
+			break
+		}
+		for _, o := range ops {
+			if o.Seq > s.pushedSeq(o.ID) {
+				s.pushOperation(o.teamID, o)
+			}
+		}
+	}
+	s.forgetPushes(time.Now().Add(-2 * s.cfg.CatchUpEvery).Add(-catchUpMargin))
+}
+
+// pushOperation sends an operation's state to the team's local sockets and
+// remembers its seq for catchUp.
+func (s *Server) pushOperation(teamID string, o *Operation) {
+	s.pushMu.Lock()
+	if p, ok := s.pushed[o.ID]; !ok || o.Seq > p.seq {
+		s.pushed[o.ID] = pushedOp{seq: o.Seq, at: time.Now()}
+	}
+	s.pushMu.Unlock()
+	s.hub.broadcastTeam(teamID, operationMsg(o))
+}
+
+type pushedOp struct {
+	seq int64
+	at  time.Time
+}
+
+func (s *Server) pushedSeq(id string) int64 {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	return s.pushed[id].seq
+}
+
+func (s *Server) forgetPushes(before time.Time) {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	for id, p := range s.pushed {
+		if p.at.Before(before) {
+			delete(s.pushed, id)
+		}
+	}
+}
+
+// draftRevisions reads the current revision of each draft.
+func (s *Server) draftRevisions(ctx context.Context, ids []string) (map[string]int64, error) {
+	query, args := `SELECT id, revision FROM drafts WHERE id IN (`+placeholders(len(ids))+`)`, make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	revs := make(map[string]int64, len(ids))
+	for rows.Next() {
+		var id string
+		var rev int64
+		if err := rows.Scan(&id, &rev); err != nil {
+			return nil, err
+		}
+		revs[id] = rev
+	}
+	return revs, rows.Err()
+}
+
+// operationsChangedSince lists the teams' operations updated at or after
+// sinceMillis.
+func (s *Server) operationsChangedSince(ctx context.Context, teams []string, sinceMillis int64) ([]*Operation, error) {
+	args := make([]any, 0, len(teams)+1)
+	args = append(args, sinceMillis)
+	for _, t := range teams {
+		args = append(args, t)
+	}
+	// Through the (team_id, submitted_at) index: an operation is looked at
+	// for a day after its submit.
+	args = append(args, sinceMillis-24*time.Hour.Milliseconds())
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT `+operationColumns+operationFrom+` WHERE o.updated_at >= $1 AND o.team_id IN (`+placeholdersFrom(2, len(teams))+`)
+		AND o.submitted_at >= $`+fmt.Sprint(len(args))), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ops []*Operation
+	for rows.Next() {
+		o, err := scanOperation(rows)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, o)
+	}
+	return ops, rows.Err()
+}
+
+// placeholders is "$1, $2, ... $n".
+func placeholders(n int) string { return placeholdersFrom(1, n) }
+
+// placeholdersFrom is "$first, ..." for n parameters.
+func placeholdersFrom(first, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", first+i)
+	}
+	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"handoff/pkg/sqldb/sqldbtest"
 	"handoff/server"
@@ -68,5 +69,33 @@ func TestTwoEdgesShareADraft(t *testing.T) {
 	}
 	if snap := wb.next("snapshot"); snap["draft"].(map[string]any)["state"] != "submitted" {
 		t.Fatalf("bob's edge did not push the frozen draft: %v", snap)
+	}
+}
+
+// An edge that never heard of a change (its announcement was lost, say
+// because the process that made it died right after the commit) catches up
+// by its periodic sweep: its member gets the op from the op log.
+func TestEdgeCatchesUpOnAMissedAnnouncement(t *testing.T) {
+	url := sqldbtest.PostgresURL(t)
+	e1 := startEdge(t, url, server.Config{})
+	e2 := startEdge(t, url, server.Config{CatchUpEvery: 50 * time.Millisecond})
+	alice := e1.client()
+	token := alice.createTeam("Buyers", "Alice")
+	bob := e2.client()
+	bob.join(token, "Bob")
+	draft := alice.newDraft("Order")
+	wb := bob.dial()
+	wb.subscribe(draft)
+	me := alice.must(200, "GET", "/api/me", nil)["member"].(map[string]any)
+	// The change as an edge writes it, with nobody told.
+	if _, err := e1.db.Exec(e1.db.Q(`INSERT INTO draft_ops (draft_id, revision, client_op_id, author_id, op, created_at) VALUES ($1, 1, 'unheard', $2, $3, 0)`),
+		draft, me["id"], `{"kind":"set_title","title":"Renamed"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e1.db.Exec(e1.db.Q(`UPDATE drafts SET revision = 1, title = 'Renamed' WHERE id = $1`), draft); err != nil {
+		t.Fatal(err)
+	}
+	if m := wb.next("applied"); m["revision"] != float64(1) || m["client_op_id"] != "unheard" {
+		t.Fatalf("bob's edge pushed %v", m)
 	}
 }

@@ -118,17 +118,15 @@ func (s *Server) loadOperation(ctx context.Context, q querier, teamID, id string
 func (s *Server) loadOperations(ctx context.Context, q querier, ids []string, forUpdate bool) (map[string]*Operation, error) {
 	out := make(map[string]*Operation, len(ids))
 	var valid []any
-	var marks []string
 	for _, id := range ids {
 		if _, err := uuid.Parse(id); err == nil {
 			valid = append(valid, id)
-			marks = append(marks, fmt.Sprintf("$%d", len(valid)))
 		}
 	}
 	if len(valid) == 0 {
 		return out, nil
 	}
-	query := `SELECT ` + operationColumns + operationFrom + ` WHERE o.id IN (` + strings.Join(marks, ", ") + `) ORDER BY o.id`
+	query := `SELECT ` + operationColumns + operationFrom + ` WHERE o.id IN (` + placeholders(len(valid)) + `) ORDER BY o.id`
 	if forUpdate && s.db.Dialect == "postgres" {
 		query += ` FOR UPDATE OF o`
 	}
@@ -160,6 +158,36 @@ func (s *Server) saveOperation(ctx context.Context, tx execer, o *Operation) err
 		o.ID, o.Status, string(steps), nullJSON(o.Error), nullJSON(o.Result), o.raw.updatedAt, o.Seq, o.Attempt)
 	if err != nil {
 		return fmt.Errorf("save operation %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// saveOperations writes the changing parts of several operations back in
+// one statement.
+func (s *Server) saveOperations(ctx context.Context, tx execer, ops []*Operation) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	var rows strings.Builder
+	args := make([]any, 0, 8*len(ops))
+	for i, o := range ops {
+		steps, err := json.Marshal(o.Steps)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			rows.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&rows, "($%d, $%d, $%d, CAST($%d AS TEXT), CAST($%d AS TEXT), CAST($%d AS BIGINT), CAST($%d AS BIGINT), CAST($%d AS INTEGER))",
+			n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
+		args = append(args, o.ID, o.Status, string(steps), nullJSON(o.Error), nullJSON(o.Result), o.raw.updatedAt, o.Seq, o.Attempt)
+	}
+	_, err := tx.ExecContext(ctx, s.db.Q(`WITH v (id, status, steps, error, result, updated_at, seq, attempt) AS (VALUES `+rows.String()+`)
+		UPDATE operations SET status = v.status, steps = v.steps, error = v.error, result = v.result, updated_at = v.updated_at, seq = v.seq, attempt = v.attempt
+		FROM v WHERE operations.id = v.id`), args...)
+	if err != nil {
+		return fmt.Errorf("save %d operations: %w", len(ops), err)
 	}
 	return nil
 }

@@ -113,22 +113,21 @@ func (s *Server) project(ctx context.Context, tx *sql.Tx, msgs []*message.Messag
 			}
 		}
 	}
+	later := &announcements{}
+	ctx = context.WithValue(ctx, announcementsKey{}, later)
+	if err := s.saveOperations(ctx, tx, changed); err != nil {
+		return nil, err
+	}
 	for _, o := range changed {
-		if err := s.saveOperation(ctx, tx, o); err != nil {
-			return nil, err
-		}
-		if err := s.announce(ctx, tx, fanEvent{Kind: fanOperation, OpID: o.ID}); err != nil {
-			return nil, err
-		}
+		s.announce(ctx, fanEvent{Kind: fanOperation, OpID: o.ID})
 	}
 	for _, d := range reopened {
-		if err := s.announce(ctx, tx, fanEvent{Kind: fanSnapshot, DraftID: d.ID}); err != nil {
-			return nil, err
-		}
+		s.announce(ctx, fanEvent{Kind: fanSnapshot, DraftID: d.ID})
 	}
 	return func() {
+		s.sendAnnouncements(later)
 		for _, o := range changed {
-			s.hub.broadcastTeam(o.teamID, operationMsg(o))
+			s.pushOperation(o.teamID, o)
 		}
 		for _, d := range reopened {
 			s.hub.sendSnapshot(d)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 
-	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/go-chi/chi/v5"
 
 	"handoff/pkg/envelope"
@@ -47,7 +46,7 @@ func (s *Server) retry(ctx context.Context, p principal, opID string) (op *Opera
 	unlock := s.locks.lock(first.DraftID)
 	defer unlock()
 	var snapshot *Draft
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d, err := s.loadDraft(ctx, tx, p.Team.ID, first.DraftID, true)
 		if err != nil {
 			return err
@@ -71,18 +70,15 @@ func (s *Server) retry(ctx context.Context, p principal, opID string) (op *Opera
 			return fmt.Errorf("freeze draft: %w", err)
 		}
 		snapshot, created = d, true
-		for _, ev := range []fanEvent{{Kind: fanOperation, OpID: op.ID}, {Kind: fanSnapshot, DraftID: d.ID}} {
-			if err := s.announce(ctx, tx, ev); err != nil {
-				return err
-			}
-		}
+		s.announce(ctx, fanEvent{Kind: fanOperation, OpID: op.ID})
+		s.announce(ctx, fanEvent{Kind: fanSnapshot, DraftID: d.ID})
 		return s.publishAttempt(ctx, tx, d, op)
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("retry operation %s: %w", opID, err)
 	}
 	if created {
-		s.hub.broadcastTeam(p.Team.ID, operationMsg(op))
+		s.pushOperation(p.Team.ID, op)
 		s.hub.sendSnapshot(snapshot)
 	}
 	return op, created, nil
@@ -122,7 +118,7 @@ func (s *Server) publishAttempt(ctx context.Context, tx *sql.Tx, d *Draft, op *O
 		return err
 	}
 	msg.Metadata.Set(envelope.MetaAttempt, strconv.Itoa(op.Attempt))
-	pub, err := s.bus.Publisher(wmsql.TxFromStdSQL(tx))
+	pub, err := s.publisherFor(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("outbox publisher: %w", err)
 	}

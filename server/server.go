@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ type Config struct {
 	// FrameRate is the frames per second a socket may send (bursts of
 	// twice that); beyond it ops are rejected with rate_limited.
 	FrameRate int
+	// CatchUpEvery is how often an edge on PostgreSQL sweeps for changes
+	// whose announcement it missed; default 10 s.
+	CatchUpEvery time.Duration
 	// Metrics is where the edge registers its metrics; nil keeps them
 	// private.
 	Metrics prometheus.Registerer
@@ -64,7 +68,12 @@ type Server struct {
 	// process names this edge process in announcements to the others.
 	process  string
 	listener *pglisten.Listener
-	dedup    wmx.DedupRepository
+	notifier *pglisten.Notifier // nil on SQLite
+	// pushed is the newest seq of each recently pushed operation, so that
+	// catchUp pushes only what was missed.
+	pushMu sync.Mutex
+	pushed map[string]pushedOp
+	dedup  wmx.DedupRepository
 	// running is closed once the projection reads; projecting says it
 	// still does; stopped is closed when Run returns.
 	running    chan struct{}
@@ -95,6 +104,9 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 	if cfg.AuthRate == 0 {
 		cfg.AuthRate = 30
 	}
+	if cfg.CatchUpEvery <= 0 {
+		cfg.CatchUpEvery = 10 * time.Second
+	}
 	if cfg.SocketQueue == 0 {
 		cfg.SocketQueue = 256
 	}
@@ -112,6 +124,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 	s.metrics = newMetrics(cfg.Metrics, s.hub)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.process = uuid.NewString()
+	s.pushed = map[string]pushedOp{}
 	s.running, s.stopped = make(chan struct{}), make(chan struct{})
 	if err := s.listen(); err != nil {
 		s.cancel()
@@ -152,6 +165,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	if s.listener != nil {
 		s.listener.Close()
+	}
+	if s.notifier != nil {
+		s.notifier.Close()
 	}
 	if s.started.Load() {
 		<-s.stopped

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 
-	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/go-chi/chi/v5"
 
 	"handoff/pkg/envelope"
@@ -47,7 +46,7 @@ func (s *Server) submit(ctx context.Context, p principal, draftID string, revisi
 	unlock := s.locks.lock(draftID)
 	defer unlock()
 	var snapshot *Draft
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d, err := s.loadDraft(ctx, tx, p.Team.ID, draftID, true)
 		if err != nil {
 			return err
@@ -70,12 +69,8 @@ func (s *Server) submit(ctx context.Context, p principal, draftID string, revisi
 			return fmt.Errorf("freeze draft: %w", err)
 		}
 		snapshot, created = d, true
-		if err := s.announce(ctx, tx, fanEvent{Kind: fanOperation, OpID: op.ID}); err != nil {
-			return err
-		}
-		if err := s.announce(ctx, tx, fanEvent{Kind: fanSnapshot, DraftID: d.ID}); err != nil {
-			return err
-		}
+		s.announce(ctx, fanEvent{Kind: fanOperation, OpID: op.ID})
+		s.announce(ctx, fanEvent{Kind: fanSnapshot, DraftID: d.ID})
 		return s.publishSubmitted(ctx, tx, d, op)
 	})
 	if err != nil {
@@ -83,7 +78,7 @@ func (s *Server) submit(ctx context.Context, p principal, draftID string, revisi
 	}
 	if created {
 		s.metrics.submits.Inc()
-		s.hub.broadcastTeam(p.Team.ID, operationMsg(op))
+		s.pushOperation(p.Team.ID, op)
 		s.hub.sendSnapshot(snapshot)
 	}
 	return op, created, nil
@@ -159,7 +154,7 @@ func (s *Server) publishSubmitted(ctx context.Context, tx *sql.Tx, d *Draft, op 
 	if err != nil {
 		return err
 	}
-	pub, err := s.bus.Publisher(wmsql.TxFromStdSQL(tx))
+	pub, err := s.publisherFor(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("outbox publisher: %w", err)
 	}

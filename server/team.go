@@ -211,9 +211,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The session's open sockets end with it, here and on other edges.
 	s.hub.endSession(session)
-	if err := s.announce(r.Context(), s.db, fanEvent{Kind: fanLogout, Session: session}); err != nil {
-		s.log.Warn("announce logout", "err", err)
-	}
+	s.announce(r.Context(), fanEvent{Kind: fanLogout, Session: session})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil, MaxAge: -1})
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -94,7 +94,9 @@ type Bus struct {
 	mu     sync.Mutex
 	wakers map[string]*wmsqlite.Waker // per topic, so a publish wakes only its topic's subscribers
 
-	// PostgreSQL only: the LISTEN connection.
+	// PostgreSQL only: the LISTEN connection, and the notifier of commits
+	// made by consume transactions.
+	notifier  *pglisten.Notifier
 	listener  *pglisten.Listener
 	closeOnce sync.Once
 	listenPID atomic.Uint32  // backend pid of the LISTEN connection, for tests
@@ -142,6 +144,8 @@ func New(db *sqldb.DB, logger watermill.LoggerAdapter, opts Options) (*Bus, erro
 		if err := b.startListening(); err != nil {
 			return nil, err
 		}
+		b.beginner = beginner{Beginner: b.beginner, bus: b}
+		b.notifier = pglisten.StartNotifier(db.DB, busLog{logger})
 	default:
 		return nil, fmt.Errorf("bus: unsupported dialect %q", db.Dialect)
 	}
@@ -201,6 +205,9 @@ func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		if b.listener != nil {
 			b.listener.Close()
+		}
+		if b.notifier != nil {
+			b.notifier.Close()
 		}
 	})
 	return nil

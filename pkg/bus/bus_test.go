@@ -187,45 +187,61 @@ func TestWakeOnWrite(t *testing.T) {
 
 // TestPublishInHandler relays a message the way interior handlers do: the
 // outgoing message is published in the consume transaction and must be
-// woken for when that transaction commits with the ack.
+// woken for when that transaction commits with the ack, in this process
+// and, on PostgreSQL, in another one (a second Bus on the same database;
+// SQLite has no wake between processes, they poll).
 func TestPublishInHandler(t *testing.T) {
-	sqldbtest.Each(t, func(t *testing.T, url string) {
-		const poll = 2 * time.Second
-		b, db := newBus(t, url, bus.Options{PollInterval: poll}, "in", "out")
-		in := subscribe(t, b, "relay", "in")
-		out := subscribe(t, b, "g", "out")
-		relayed := make(chan error, 1)
-		go func() {
-			m, ok := <-in
-			if !ok {
-				relayed <- fmt.Errorf("input closed")
-				return
-			}
-			tx, _ := wmsql.TxFromContext(m.Context())
-			pub, err := b.Publisher(tx)
-			if err == nil {
-				err = pub.Publish("out", message.NewMessage(watermill.NewUUID(), append([]byte("relayed "), m.Payload...)))
-			}
-			if err != nil {
-				m.Nack()
-			} else {
-				m.Ack()
-			}
-			relayed <- err
-		}()
-		publishTx(t, b, db, "in", true, "x")
-		start := time.Now()
-		if err := <-relayed; err != nil {
-			t.Fatal(err)
-		}
-		m := receive(t, out, poll)
-		if took := time.Since(start); took > 500*time.Millisecond {
-			t.Fatalf("relayed hop took %v with a %v poll interval", took, poll)
-		}
-		if string(m.Payload) != "relayed x" {
-			t.Fatalf("received %q", m.Payload)
-		}
-	})
+	each := map[string]func(*testing.T, func(*testing.T, string)){
+		"same process": sqldbtest.Each,
+		"other process": func(t *testing.T, fn func(*testing.T, string)) {
+			t.Run("postgres", func(t *testing.T) { fn(t, sqldbtest.PostgresURL(t)) })
+		},
+	}
+	for _, where := range []string{"same process", "other process"} {
+		t.Run(where, func(t *testing.T) {
+			each[where](t, func(t *testing.T, url string) {
+				const poll = 2 * time.Second
+				b, db := newBus(t, url, bus.Options{PollInterval: poll}, "in", "out")
+				receiver := b
+				if where == "other process" {
+					receiver, _ = newBus(t, url, bus.Options{PollInterval: poll}, "out")
+				}
+				in := subscribe(t, b, "relay", "in")
+				out := subscribe(t, receiver, "g", "out")
+				relayed := make(chan error, 1)
+				go func() {
+					m, ok := <-in
+					if !ok {
+						relayed <- fmt.Errorf("input closed")
+						return
+					}
+					tx, _ := wmsql.TxFromContext(m.Context())
+					pub, err := b.Publisher(tx)
+					if err == nil {
+						err = pub.Publish("out", message.NewMessage(watermill.NewUUID(), append([]byte("relayed "), m.Payload...)))
+					}
+					if err != nil {
+						m.Nack()
+					} else {
+						m.Ack()
+					}
+					relayed <- err
+				}()
+				publishTx(t, b, db, "in", true, "x")
+				start := time.Now()
+				if err := <-relayed; err != nil {
+					t.Fatal(err)
+				}
+				m := receive(t, out, poll)
+				if took := time.Since(start); took > 500*time.Millisecond {
+					t.Fatalf("relayed hop took %v with a %v poll interval", took, poll)
+				}
+				if string(m.Payload) != "relayed x" {
+					t.Fatalf("received %q", m.Payload)
+				}
+			})
+		})
+	}
 }
 
 // TestConsumerGroupsEachGetEveryMessage checks that two groups each get

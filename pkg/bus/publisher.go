@@ -65,6 +65,10 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 }
 
 func (p *publisher) notify(ctx context.Context, topic string) error {
+	if tx, ok := p.exec.(*busTx); ok {
+		tx.publishedTo(topic)
+		return nil
+	}
 	_, err := p.exec.ExecContext(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, topic)
 	if err == nil {
 		return nil

@@ -217,6 +217,13 @@ func StdTx(msg *message.Message) (*sql.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
+	for {
+		u, ok := tx.(interface{ Unwrap() wmsql.Tx })
+		if !ok {
+			break
+		}
+		tx = u.Unwrap()
+	}
 	std, ok := tx.(*wmsql.StdSQLTx)
 	if !ok {
 		return nil, fmt.Errorf("message %s: consume transaction is %T, not database/sql", msg.UUID, tx)
