@@ -12,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"handoff/pkg/sqldb"
-	"handoff/pkg/wmsqlite"
 )
 
 // BatchHandler handles a run of a topic's messages, in offset order, read in
@@ -65,7 +64,7 @@ func (b *Bus) ConsumeBatches(ctx context.Context, cfg BatchConfig) error {
 	if err := b.prepareGroup(ctx, cfg.Topic, cfg.Group); err != nil {
 		return err
 	}
-	backoff := wmsqlite.NewBackoffManager(b.waker(cfg.Topic), b.opts.PollInterval, b.opts.RetryInterval)
+	backoff := b.backoff(cfg.Topic)
 	stop := context.AfterFunc(ctx, backoff.Stop)
 	defer stop()
 	logger := b.logger.With(watermill.LogFields{"topic": cfg.Topic, "consumer_group": cfg.Group})

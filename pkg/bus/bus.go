@@ -213,6 +213,20 @@ func (b *Bus) Close() error {
 	return nil
 }
 
+// pgRechecks are the pauses after a wake whose query found nothing on
+// PostgreSQL: the default schema shows a committed row only once every
+// older transaction has ended, and consume transactions last milliseconds.
+var pgRechecks = []time.Duration{3 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond}
+
+// backoff returns the wake-aware backoff of one consume loop of topic.
+func (b *Bus) backoff(topic string) *wmsqlite.BackoffManager {
+	m := wmsqlite.NewBackoffManager(b.waker(topic), b.opts.PollInterval, b.opts.RetryInterval)
+	if b.db.Dialect == sqldb.Postgres {
+		m.SetRechecks(pgRechecks...)
+	}
+	return m
+}
+
 // waker returns the topic's waker, creating it for a new subscription.
 func (b *Bus) waker(topic string) *wmsqlite.Waker {
 	b.mu.Lock()

@@ -69,7 +69,7 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			return nil, err
 		}
 	}
-	backoff := wmsqlite.NewBackoffManager(b.waker(topic), b.opts.PollInterval, b.opts.RetryInterval)
+	backoff := b.backoff(topic)
 	var manager wmsql.BackoffManager = backoff
 	if b.onIdle != nil {
 		manager = observedBackoff{backoff, b.onIdle}

@@ -52,6 +52,12 @@ type BackoffManager struct {
 	mu   sync.Mutex
 	seen uint64
 
+	// rechecks are the short pauses before querying again after a wake
+	// that found nothing (SetRechecks); recheck counts those used since.
+	rechecks []time.Duration
+	recheck  int
+	woken    bool
+
 	stopOnce sync.Once
 	stop     chan struct{}
 }
@@ -93,6 +99,9 @@ func (m *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 		logger.Error("Error querying for messages", err, watermill.LogFields{"wait_time": m.retryInterval})
 		return m.retryInterval
 	case !noMsg:
+		m.mu.Lock()
+		m.woken = false // the wake found its row; an empty query now means caught up
+		m.mu.Unlock()
 		return 0
 	}
 	if m.waker == nil {
@@ -100,14 +109,37 @@ func (m *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 	}
 	m.mu.Lock()
 	seen := m.seen
+	if m.woken && m.recheck < len(m.rechecks) {
+		// Woken, yet nothing visible: the row may still be hidden behind an
+		// older open transaction (PostgreSQL's xmin horizon). Look again
+		// shortly instead of waiting for the next wake or the poll.
+		d := m.rechecks[m.recheck]
+		m.recheck++
+		m.mu.Unlock()
+		return d
+	}
 	m.mu.Unlock()
-	m.waker.Wait(seen, m.pollInterval, m.stop)
+	woken := m.waker.Wait(seen, m.pollInterval, m.stop)
+	m.mu.Lock()
+	m.woken, m.recheck = woken, 0
+	m.mu.Unlock()
 	if m.stopped() {
 		// The library's own sleep is the one place it watches for Close, so
 		// sleep there instead of spinning until Close arrives.
 		return m.pollInterval
 	}
 	return 0
+}
+
+// SetRechecks makes the manager query again after each of these pauses
+// when a query that followed a wake found nothing, before it waits for the
+// next wake. For PostgreSQL's default schema, where a woken subscriber can
+// miss a committed row for as long as an older transaction stays open;
+// call it before the subscriber starts.
+func (m *BackoffManager) SetRechecks(pauses ...time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rechecks = pauses
 }
 
 // Stop ends the current wait and makes later ones fall back to the
