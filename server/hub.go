@@ -99,12 +99,15 @@ func (c *conn) enqueue(msg []byte) {
 	}
 }
 
-func (h *Hub) add(c *conn) bool {
+// add registers a socket with its team, queueing hello first: under Hub.mu,
+// so no team broadcast can reach the socket before it.
+func (h *Hub) add(c *conn, hello []byte) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closing {
 		return false
 	}
+	c.enqueue(hello)
 	set := h.byTeam[c.p.Team.ID]
 	if set == nil {
 		set = map[*conn]struct{}{}

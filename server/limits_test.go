@@ -43,6 +43,42 @@ func TestOpsPastTheRateAreRejected(t *testing.T) {
 	}
 }
 
+// Frames that cannot be read count against the rate as well: past the
+// burst they get one rate_limited error a second, not an answer each.
+func TestUnreadableFramesPastTheRateShareOneError(t *testing.T) {
+	e := startEdge(t, sqldbtestURL(t), server.Config{FrameRate: 5})
+	alice := e.client()
+	alice.createTeam("A", "Alice")
+	ws := alice.dial()
+	const sent = 40
+	for i := 0; i < sent; i++ {
+		ws.send(`{"type":`)
+	}
+	// An op is always answered, past the rate too: the end of the junk.
+	ws.op(alice.newDraft("Order"), "marker", 0, map[string]any{"kind": "set_title", "title": "x"})
+	bad, limited := 0, 0
+	for {
+		m := ws.read()
+		if m["type"] == "rejected" || m["type"] == "applied" {
+			break
+		}
+		if m["type"] != "error" {
+			continue
+		}
+		switch code := m["error"].(map[string]any)["code"]; code {
+		case "bad_request":
+			bad++
+		case "rate_limited":
+			limited++
+		default:
+			t.Fatalf("error %v", m)
+		}
+	}
+	if bad > 11 || limited < 1 || limited > 2 {
+		t.Fatalf("%d junk frames got %d bad_request and %d rate_limited errors; want the burst's 10 or 11 and one or two", sent, bad, limited)
+	}
+}
+
 // A socket that stops reading is disconnected; the others keep getting
 // every message.
 func TestSlowClientIsDisconnected(t *testing.T) {

@@ -55,7 +55,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(maxFrame)
 	c := &conn{ws: ws, p: p, ctx: s.baseCtx, maxQueue: s.cfg.SocketQueue, done: make(chan struct{}), drafts: map[string]*subscription{}}
-	if !s.hub.add(c) {
+	hello := mustJSON(map[string]any{"type": "hello", "member": p.Member, "team": p.Team})
+	if !s.hub.add(c, hello) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
@@ -80,9 +81,9 @@ func (s *Server) serveSocket(c *conn) {
 	defer func() {
 		c.mu.Lock()
 		c.ping.Stop()
+		c.ping = nil // keepAlive re-arms only a live socket's timer
 		c.mu.Unlock()
 	}()
-	c.enqueue(mustJSON(map[string]any{"type": "hello", "member": c.p.Member, "team": c.p.Team}))
 	s.readLoop(c.ctx, c)
 	c.kill(websocket.StatusNormalClosure, "")
 }
@@ -96,13 +97,11 @@ func (c *conn) keepAlive() {
 		c.kill(websocket.StatusPolicyViolation, "no answer to ping")
 		return
 	}
-	select {
-	case <-c.done:
-	default:
-		c.mu.Lock()
+	c.mu.Lock()
+	if c.ping != nil && !c.closed() {
 		c.ping.Reset(pingInterval)
-		c.mu.Unlock()
 	}
+	c.mu.Unlock()
 }
 
 // drain writes the socket's queue in order until it is empty. At most one
@@ -188,13 +187,23 @@ func (s *Server) readLoop(ctx context.Context, c *conn) {
 		now := time.Now()
 		tokens = min(burst, tokens+now.Sub(last).Seconds()*rate)
 		last = now
-		if typ != websocket.MessageText || !utf8.Valid(data) {
-			c.enqueue(errorMsg(errorf(CodeBadRequest, "Frames must be UTF-8 text, one JSON object each.")))
-			continue
-		}
 		var m clientMsg
-		if err := decodeBytes(data, &m); err != nil {
-			c.enqueue(frameError(data, err))
+		var bad []byte
+		if typ != websocket.MessageText || !utf8.Valid(data) {
+			bad = errorMsg(errorf(CodeBadRequest, "Frames must be UTF-8 text, one JSON object each."))
+		} else if err := decodeBytes(data, &m); err != nil {
+			bad = frameError(data, err)
+		}
+		if bad != nil {
+			// Frames that cannot be read count against the rate too; past it
+			// they share the one error a second.
+			if tokens >= 1 {
+				tokens--
+				c.enqueue(bad)
+			} else if now.Sub(lastRefusal) >= time.Second {
+				lastRefusal = now
+				c.enqueue(errorMsg(rateLimited()))
+			}
 			continue
 		}
 		if tokens < 1 {

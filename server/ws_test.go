@@ -293,3 +293,30 @@ func TestIdleSocketHoldsOneGoroutine(t *testing.T) {
 		t.Fatalf("%d idle sockets added %d goroutines, want about %d", n, grew, n)
 	}
 }
+
+// hello is a socket's first message even while its team is busy: drafts
+// created meanwhile are announced to every socket of the team.
+func TestHelloComesFirstWhileTheTeamIsBusy(t *testing.T) {
+	e := startEdge(t, sqldbtestURL(t), server.Config{})
+	alice := e.client()
+	alice.createTeam("Busy", "Alice")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				alice.newDraft("Noise")
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for range 150 {
+		s := alice.dial() // fails the test unless the first message is hello
+		s.ws.CloseNow()
+	}
+}
