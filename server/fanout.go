@@ -72,11 +72,34 @@ func (s *Server) announce(ctx context.Context, ev fanEvent) {
 		ev.Msg = nil
 		payload = mustJSON(ev)
 	}
+	if len(payload) > maxNotify && len(ev.Members) > 0 {
+		payload = s.shrinkPresence(ev)
+	}
 	if later, ok := ctx.Value(announcementsKey{}).(*announcements); ok {
 		later.payloads = append(later.payloads, string(payload))
 		return
 	}
 	s.notifier.Notify(edgeChannel, string(payload))
+}
+
+// shrinkPresence fits a large draft's presence into one notification:
+// first without the members' focus, then with as many members as fit.
+func (s *Server) shrinkPresence(ev fanEvent) []byte {
+	members := make([]presenceEntry, len(ev.Members))
+	for i, m := range ev.Members {
+		members[i] = presenceEntry{ID: m.ID, DisplayName: m.DisplayName}
+	}
+	for n := len(members); n > 0; n-- {
+		ev.Members = members[:n]
+		if payload := mustJSON(ev); len(payload) <= maxNotify {
+			if n < len(members) {
+				s.log.Warn("presence too large to announce whole", "draft_id", ev.DraftID, "members", len(members), "announced", n)
+			}
+			return payload
+		}
+	}
+	ev.Members = nil
+	return mustJSON(ev)
 }
 
 type announcementsKey struct{}

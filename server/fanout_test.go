@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,5 +98,37 @@ func TestEdgeCatchesUpOnAMissedAnnouncement(t *testing.T) {
 	}
 	if m := wb.next("applied"); m["revision"] != float64(1) || m["client_op_id"] != "unheard" {
 		t.Fatalf("bob's edge pushed %v", m)
+	}
+}
+
+// A draft whose presence is too large for one notification (many members
+// with long names and focus) still reaches the other edge: without the
+// focus, or with as many members as fit, never not at all.
+func TestLargePresenceReachesTheOtherEdge(t *testing.T) {
+	url := sqldbtest.PostgresURL(t)
+	e1 := startEdge(t, url, server.Config{AuthRate: 1000})
+	e2 := startEdge(t, url, server.Config{AuthRate: 1000})
+	alice := e1.client()
+	token := alice.createTeam("Crowd", "Alice")
+	draft := alice.newDraft("Order")
+	const crowd = 20
+	for i := range crowd {
+		c := e1.client()
+		c.join(token, fmt.Sprintf("%02d %s", i, strings.Repeat("\U0001F600", 77)))
+		s := c.dial()
+		s.subscribe(draft)
+		s.send(map[string]any{"type": "presence", "draft_id": draft, "focus": strings.Repeat("f", 200)})
+	}
+	bob := e2.client()
+	bob.join(token, "Bob")
+	wb := bob.dial()
+	wb.subscribe(draft)
+	for {
+		m := wb.next("presence")
+		// 20 members with 77 four-byte characters in their names do not fit
+		// one notification even without focus: most of them, and Bob.
+		if n := len(m["members"].([]any)); n > crowd/2 {
+			return
+		}
 	}
 }

@@ -32,6 +32,10 @@ type Notifier struct {
 
 type note struct{ channel, payload string }
 
+// MaxPayload is the longest payload PostgreSQL accepts (shorter than 8000
+// bytes); Notify drops a longer one, with an error in the log.
+const MaxPayload = 7999
+
 // StartNotifier starts a Notifier that sends through db; Close stops it.
 func StartNotifier(db *sql.DB, log Logger) *Notifier {
 	ctx, stop := context.WithCancel(context.Background())
@@ -44,6 +48,10 @@ func StartNotifier(db *sql.DB, log Logger) *Notifier {
 // is sent once (PostgreSQL folds equal notifications of a transaction
 // likewise). It never blocks.
 func (n *Notifier) Notify(channel, payload string) {
+	if len(payload) > MaxPayload {
+		n.log.Error("notification too long for PostgreSQL; dropped", "channel", channel, "bytes", len(payload))
+		return
+	}
 	k := note{channel, payload}
 	n.mu.Lock()
 	if !n.queued[k] {
@@ -73,19 +81,29 @@ func (n *Notifier) run(ctx context.Context) {
 		if len(batch) == 0 {
 			continue
 		}
-		channels, payloads := make([]string, len(batch)), make([]string, len(batch))
-		for i, k := range batch {
-			channels[i], payloads[i] = k.channel, k.payload
-		}
-		// One statement is its own transaction; set_config with is_local
-		// turns synchronous commit off for that transaction alone. Order is
-		// kept: unnest yields the rows as given.
-		_, err := n.db.ExecContext(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS x(c, p)`,
-			channels, payloads)
-		if err != nil && ctx.Err() == nil {
-			n.log.Error("notify after commit failed; listeners fall back to polling or resync", "notifications", len(batch), "err", err)
+		if err := n.send(ctx, batch); err != nil && len(batch) > 1 && ctx.Err() == nil {
+			// One bad notification must not take the others with it.
+			for _, k := range batch {
+				_ = n.send(ctx, []note{k})
+			}
 		}
 	}
+}
+
+// send sends notes in one statement, its own transaction; set_config with
+// is_local turns synchronous commit off for that transaction alone. Order
+// is kept: unnest yields the rows as given.
+func (n *Notifier) send(ctx context.Context, batch []note) error {
+	channels, payloads := make([]string, len(batch)), make([]string, len(batch))
+	for i, k := range batch {
+		channels[i], payloads[i] = k.channel, k.payload
+	}
+	_, err := n.db.ExecContext(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS x(c, p)`,
+		channels, payloads)
+	if err != nil && ctx.Err() == nil {
+		n.log.Error("notify after commit failed; listeners fall back to polling or resync", "notifications", len(batch), "err", err)
+	}
+	return err
 }
 
 // Close stops the Notifier; what is still queued is dropped.
