@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"handoff/pkg/sqldb"
+	"handoff/pkg/wmsqlite"
 )
 
 // BatchHandler handles a run of a topic's messages, in offset order, read in
@@ -84,7 +85,12 @@ func (b *Bus) ConsumeBatches(ctx context.Context, cfg BatchConfig) error {
 		n, err := b.consumeBatch(ctx, cfg, limit, giveUp, lastErr)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			failures++
+			// A clash with another transaction (a serialization failure, a
+			// busy database) is read again at once and never counts towards
+			// giving up: the next transaction sees a new state.
+			if !wmsqlite.IsContention(err) {
+				failures++
+			}
 			lastErr = err
 			logger.Debug("Batch failed; reading it again", watermill.LogFields{"err": err.Error(), "failures": failures})
 		case err == nil:

@@ -224,3 +224,32 @@ func TestBatchConsumerTakesOverASubscribersGroup(t *testing.T) {
 		}
 	})
 }
+
+// A batch that keeps clashing with other transactions (serialization
+// failures, a busy database) is read again until it goes through; clashes
+// never make it give a message up.
+func TestContentionNeverGivesUp(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		b, db := newBus(t, url, bus.Options{RetryInterval: time.Millisecond}, "events")
+		var mu sync.Mutex
+		clashes := 0
+		r := startBatches(t, b, db, "g", "events", func([]string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if clashes < 10 { // more than MaxAttempts (3)
+				clashes++
+				return errors.New("could not serialize access due to concurrent update")
+			}
+			return nil
+		})
+		publishTx(t, b, db, "events", true, "a")
+		if got := r.next(t); got != "a" {
+			t.Fatalf("handled %s", got)
+		}
+		select {
+		case p := <-r.givenUp:
+			t.Fatalf("gave up on %s after clashes", p)
+		default:
+		}
+	})
+}
