@@ -47,6 +47,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		usage(stderr)
 		return errors.New("no command given")
 	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return nil
+	}
 	cfg, err := parseConfig(args[0], args[1:], getenv, stderr)
 	if err != nil {
 		return err
@@ -107,6 +112,20 @@ func migrate(ctx context.Context, cfg config, log *slog.Logger) error {
 }
 
 func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) error {
+	// The address and the SQLite edge lock first: a process that cannot
+	// serve says why before it opens anything.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close()
+	if cfg.runsEdge() {
+		unlock, err := lockSQLiteEdge(cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	db, b, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -147,17 +166,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		handler = healthOnly(in)
 	}
 
-	// Listen only once the routers are subscribed, so a process that says
+	// Serve only once the routers are subscribed, so a process that says
 	// it is running is also ready.
 	if err := waitRunning(ctx, workers, edge, in); err != nil {
 		if !errors.Is(err, ctx.Err()) {
 			running-- // the worker that stopped has reported
 		}
 		return errors.Join(err, shutdown(&http.Server{}, edge, in, workers, running, log))
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -290,6 +292,55 @@ func TestMetricsAndHealth(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// A second edge on a SQLite file refuses to start, saying why: the two
+// would not hear each other's changes. An interior on the same file is
+// welcome.
+func TestSecondSQLiteEdgeRefuses(t *testing.T) {
+	url := "sqlite:" + filepath.Join(t.TempDir(), "h.db")
+	startApp(t, url)
+	var stderr strings.Builder
+	err := run(ctxT(t), []string{"serve", "--addr", "127.0.0.1:0", "--database", url}, func(string) string { return "" }, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "another handoff edge is already serving") {
+		t.Fatalf("second edge: %v", err)
+	}
+	if strings.Contains(stderr.String(), `"level":"ERROR"`) {
+		t.Errorf("refusing to start logged errors:\n%s", stderr.String())
+	}
+	startApp(t, url, "--role", "interior")
+}
+
+// An address in use is reported as that, before anything is opened, so
+// nothing else is logged.
+func TestAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var stderr strings.Builder
+	err = run(ctxT(t), []string{"serve", "--addr", taken.Addr().String(), "--database", "sqlite:" + filepath.Join(t.TempDir(), "h.db")},
+		func(string) string { return "" }, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("serve on a taken address: %v", err)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("logged besides the error:\n%s", stderr.String())
+	}
+}
+
+func TestHelpIsNotAnError(t *testing.T) {
+	var out strings.Builder
+	for _, arg := range []string{"--help", "-h", "help"} {
+		out.Reset()
+		if err := run(context.Background(), []string{arg}, func(string) string { return "" }, &out, io.Discard); err != nil {
+			t.Errorf("%s: %v", arg, err)
+		}
+		if !strings.Contains(out.String(), "usage: handoff") {
+			t.Errorf("%s printed %q", arg, out.String())
 		}
 	}
 }

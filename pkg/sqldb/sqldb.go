@@ -56,9 +56,17 @@ func SQLiteDSN(path string) string {
 	return "file:" + path + "?_txlock=immediate&_pragma=busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 }
 
+// SQLitePath returns the file a sqlite: URL names, and false for any other
+// URL.
+func SQLitePath(url string) (string, bool) {
+	if !strings.HasPrefix(url, "sqlite:") {
+		return "", false
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//"), true
+}
+
 func openSQLite(ctx context.Context, url string) (*DB, error) {
-	path := strings.TrimPrefix(url, "sqlite:")
-	path = strings.TrimPrefix(path, "//")
+	path, _ := SQLitePath(url)
 	if path == "" {
 		return nil, errors.New("open database: empty SQLite path")
 	}
