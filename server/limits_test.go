@@ -79,6 +79,28 @@ func TestUnreadableFramesPastTheRateShareOneError(t *testing.T) {
 	}
 }
 
+// Every op is answered, past the rate too, even one that cannot be decoded
+// but names its client_op_id.
+func TestMalformedOpsPastTheRateAreEachRejected(t *testing.T) {
+	e := startEdge(t, sqldbtestURL(t), server.Config{FrameRate: 5})
+	alice := e.client()
+	alice.createTeam("A", "Alice")
+	draft := alice.newDraft("Order")
+	ws := alice.dial()
+	const sent = 30
+	for i := 0; i < sent; i++ {
+		ws.send(fmt.Sprintf(`{"type":"op","draft_id":%q,"client_op_id":"m%d","base_revision":"x","op":{"kind":"set_title","title":"t"}}`, draft, i))
+	}
+	seen := map[string]bool{}
+	for len(seen) < sent {
+		m := ws.read()
+		if m["type"] != "rejected" {
+			t.Fatalf("answer %v", m)
+		}
+		seen[m["client_op_id"].(string)] = true
+	}
+}
+
 // A socket that stops reading is disconnected; the others keep getting
 // every message.
 func TestSlowClientIsDisconnected(t *testing.T) {

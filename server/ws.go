@@ -200,6 +200,8 @@ func (s *Server) readLoop(ctx context.Context, c *conn) {
 			if tokens >= 1 {
 				tokens--
 				c.enqueue(bad)
+			} else if op, ok := looseOp(data); ok {
+				c.enqueue(rejectedMsg(op, rateLimited())) // every op is answered
 			} else if now.Sub(lastRefusal) >= time.Second {
 				lastRefusal = now
 				c.enqueue(errorMsg(rateLimited()))
@@ -231,16 +233,25 @@ func rateLimited() *Error {
 // client_op_id can still be read is rejected under that id, so its sender
 // can match the answer; anything else gets an error.
 func frameError(data []byte, err error) []byte {
+	if op, ok := looseOp(data); ok {
+		return rejectedMsg(op, err)
+	}
+	return errorMsg(err)
+}
+
+// looseOp reads the draft and client_op_id of a frame that failed to
+// decode, when it is an op that names its client_op_id.
+func looseOp(data []byte) (*clientMsg, bool) {
 	var loose struct {
 		Type       string `json:"type"`
 		DraftID    string `json:"draft_id"`
 		ClientOpID string `json:"client_op_id"`
 	}
 	_ = json.Unmarshal(data, &loose) // best effort: a type error elsewhere still fills these
-	if loose.Type == "op" && loose.ClientOpID != "" {
-		return rejectedMsg(&clientMsg{DraftID: loose.DraftID, ClientOpID: loose.ClientOpID}, err)
+	if loose.Type != "op" || loose.ClientOpID == "" {
+		return nil, false
 	}
-	return errorMsg(err)
+	return &clientMsg{DraftID: loose.DraftID, ClientOpID: loose.ClientOpID}, true
 }
 
 func errorMsg(err error) []byte {

@@ -21,11 +21,20 @@ func lockSQLiteEdge(url string) (unlock func(), err error) {
 	if !ok || path == "" {
 		return func() {}, nil
 	}
-	lockPath := path + ".edge-lock"
+	// Named after the file's real path, so a symlink to it finds the same
+	// lock. (A hard link would not; SQLite itself is not safe with those.)
+	real, err := realPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	lockPath := real + ".edge-lock"
 	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
 	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if errors.Is(err, os.ErrPermission) {
+		f, err = os.Open(lockPath) // an flock needs no write access
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
@@ -38,4 +47,22 @@ func lockSQLiteEdge(url string) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// realPath resolves the symlinks of path, or of its directory when the file
+// does not exist yet.
+func realPath(path string) (string, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if errors.Is(err, os.ErrNotExist) {
+		return filepath.Abs(path) // nothing to resolve yet: created below
+	}
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, filepath.Base(path)), nil
 }

@@ -53,6 +53,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	cfg, err := parseConfig(args[0], args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flags were printed
+	}
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -310,6 +311,14 @@ func TestSecondSQLiteEdgeRefuses(t *testing.T) {
 	if strings.Contains(stderr.String(), `"level":"ERROR"`) {
 		t.Errorf("refusing to start logged errors:\n%s", stderr.String())
 	}
+	link := filepath.Join(t.TempDir(), "link.db")
+	if err := os.Symlink(strings.TrimPrefix(url, "sqlite:"), link); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctxT(t), []string{"serve", "--addr", "127.0.0.1:0", "--database", "sqlite:" + link}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "another handoff edge is already serving") {
+		t.Fatalf("second edge through a symlink: %v", err)
+	}
 	startApp(t, url, "--role", "interior")
 }
 
@@ -342,5 +351,12 @@ func TestHelpIsNotAnError(t *testing.T) {
 		if !strings.Contains(out.String(), "usage: handoff") {
 			t.Errorf("%s printed %q", arg, out.String())
 		}
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"serve", "--help"}, func(string) string { return "" }, io.Discard, &out); err != nil {
+		t.Errorf("serve --help: %v", err)
+	}
+	if !strings.Contains(out.String(), "-database") {
+		t.Errorf("serve --help printed %q", out.String())
 	}
 }
