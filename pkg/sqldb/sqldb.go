@@ -10,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
 
 // Dialect names the SQL engine behind a DB.
@@ -49,11 +49,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 // SQLiteDSN returns the driver DSN for a SQLite file: immediate write
 // transactions (a deferred read-to-write upgrade fails at once with
 // SQLITE_BUSY), a busy timeout instead of instant failure, WAL so readers
-// never block the writer. Open it with the SQLiteDriver, which queues this
-// process's writers on a write gate; busy_timeout is then left for writers of
-// other processes.
+// never block the writer.
 func SQLiteDSN(path string) string {
-	return "file:" + path + "?_txlock=immediate&_pragma=busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	return "file:" + path + "?_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 }
 
 // SQLitePath returns the file a sqlite: URL names, and false for any other
@@ -75,7 +73,7 @@ func openSQLite(ctx context.Context, url string) (*DB, error) {
 			return nil, fmt.Errorf("open database: create %s: %w", dir, err)
 		}
 	}
-	pool, err := sql.Open(SQLiteDriver, SQLiteDSN(path))
+	pool, err := sql.Open("sqlite", SQLiteDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
