@@ -67,12 +67,7 @@ func (in *Interior) requestPayment(msg *message.Message) error {
 		in.wakePayments()
 		in.bus.Notify(paymentChannel, "")
 	}) {
-		if in.db.Dialect == sqldb.Postgres {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, '')`, paymentChannel); err != nil {
-				return err
-			}
-		}
-		in.wakePayments()
+		return fmt.Errorf("payment intent of %s: not in a consume transaction", src.OperationID)
 	}
 	return in.publishOn(tx, envelope.TopicOperationStatus, ev)
 }

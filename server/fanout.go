@@ -104,6 +104,13 @@ func (s *Server) shrinkPresence(ev fanEvent) []byte {
 
 type announcementsKey struct{}
 
+// withAnnouncements makes ctx collect the announcements made with it, to
+// be sent with sendAnnouncements once the transaction has committed.
+func withAnnouncements(ctx context.Context) (context.Context, *announcements) {
+	later := &announcements{}
+	return context.WithValue(ctx, announcementsKey{}, later), later
+}
+
 // announcements are what a transaction will announce once committed: edge
 // changes, and the messages it published.
 type announcements struct {
@@ -126,8 +133,7 @@ func (s *Server) publisherFor(ctx context.Context, tx *sql.Tx) (message.Publishe
 // inTx runs fn in a transaction and sends what it announced once the
 // transaction has committed.
 func (s *Server) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	later := &announcements{}
-	ctx = context.WithValue(ctx, announcementsKey{}, later)
+	ctx, later := withAnnouncements(ctx)
 	if err := s.db.InTx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) }); err != nil {
 		return err
 	}
@@ -262,13 +268,8 @@ func (s *Server) opsBetween(ctx context.Context, draftID string, from, to int64)
 func (s *Server) resync() {
 	ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
 	defer cancel()
+	s.fillDrafts(ctx)
 	for _, id := range s.hub.draftIDs() {
-		var rev int64
-		if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT revision FROM drafts WHERE id = $1`), id).Scan(&rev); err != nil {
-			s.log.Error("resync draft", "draft_id", id, "err", err)
-			continue
-		}
-		s.deliverApplied(ctx, id, rev, nil)
 		s.announcePresence(id)
 	}
 	for _, team := range s.hub.teamIDs() {
@@ -332,16 +333,7 @@ const catchUpMargin = 5 * time.Second
 func (s *Server) catchUp(since time.Time) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
 	defer cancel()
-	for ids := range slices.Chunk(s.hub.draftIDs(), 200) {
-		revs, err := s.draftRevisions(ctx, ids)
-		if err != nil {
-			s.log.Warn("catch up drafts", "err", err)
-			break
-		}
-		for id, rev := range revs {
-			s.deliverApplied(ctx, id, rev, nil)
-		}
-	}
+	s.fillDrafts(ctx)
 	for teams := range slices.Chunk(s.hub.teamIDs(), 200) {
 		ops, err := s.operationsChangedSince(ctx, teams, since.UnixMilli())
 		if err != nil {
@@ -355,6 +347,21 @@ func (s *Server) catchUp(since time.Time) {
 		}
 	}
 	s.forgetPushes(time.Now().Add(-2 * s.cfg.CatchUpEvery).Add(-catchUpMargin))
+}
+
+// fillDrafts gives the local subscribers of every draft the ops they lack,
+// from the op log.
+func (s *Server) fillDrafts(ctx context.Context) {
+	for ids := range slices.Chunk(s.hub.draftIDs(), 200) {
+		revs, err := s.draftRevisions(ctx, ids)
+		if err != nil {
+			s.log.Warn("fill drafts from the op log", "err", err)
+			return
+		}
+		for id, rev := range revs {
+			s.deliverApplied(ctx, id, rev, nil)
+		}
+	}
 }
 
 // pushOperation sends an operation's state to the team's local sockets and

@@ -150,16 +150,7 @@ func (s *Server) loadOperations(ctx context.Context, q querier, ids []string, fo
 
 // saveOperation writes an operation's changing parts back.
 func (s *Server) saveOperation(ctx context.Context, tx execer, o *Operation) error {
-	steps, err := json.Marshal(o.Steps)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE operations SET status = $2, steps = $3, error = $4, result = $5, updated_at = $6, seq = $7, attempt = $8 WHERE id = $1`),
-		o.ID, o.Status, string(steps), nullJSON(o.Error), nullJSON(o.Result), o.raw.updatedAt, o.Seq, o.Attempt)
-	if err != nil {
-		return fmt.Errorf("save operation %s: %w", o.ID, err)
-	}
-	return nil
+	return s.saveOperations(ctx, tx, []*Operation{o})
 }
 
 // saveOperations writes the changing parts of several operations back in

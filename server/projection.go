@@ -113,8 +113,7 @@ func (s *Server) project(ctx context.Context, tx *sql.Tx, msgs []*message.Messag
 			}
 		}
 	}
-	later := &announcements{}
-	ctx = context.WithValue(ctx, announcementsKey{}, later)
+	ctx, later := withAnnouncements(ctx)
 	if err := s.saveOperations(ctx, tx, changed); err != nil {
 		return nil, err
 	}

@@ -120,13 +120,10 @@ func New(db *sqldb.DB, logger watermill.LoggerAdapter, opts Options) (*Bus, erro
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{
-		db:       db,
-		logger:   logger,
-		opts:     opts,
-		beginner: wmsql.BeginnerFromStdSQL(db.DB),
-		wakers:   map[string]*wmsqlite.Waker{},
-	}
+	b := &Bus{db: db, logger: logger, opts: opts, wakers: map[string]*wmsqlite.Waker{}}
+	// Consume transactions are the bus's own, on both dialects, so work can
+	// wait for their commit (AfterCommit).
+	b.beginner = beginner{Beginner: wmsql.BeginnerFromStdSQL(db.DB), bus: b}
 	switch db.Dialect {
 	case sqldb.SQLite:
 		b.schema = wmsqlite.SchemaAdapter{BatchSize: opts.BatchSize}
@@ -144,7 +141,6 @@ func New(db *sqldb.DB, logger watermill.LoggerAdapter, opts Options) (*Bus, erro
 		if err := b.startListening(); err != nil {
 			return nil, err
 		}
-		b.beginner = beginner{Beginner: b.beginner, bus: b}
 		b.notifier = pglisten.StartNotifier(db.DB, busLog{logger})
 	default:
 		return nil, fmt.Errorf("bus: unsupported dialect %q", db.Dialect)

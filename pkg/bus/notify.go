@@ -6,12 +6,11 @@ import (
 	"sync"
 
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
-	"handoff/pkg/sqldb"
 )
 
-// On PostgreSQL the transactions the bus begins (watermill-sql's consume
-// transactions) and those handed to Defer do not NOTIFY themselves, which
+// The transactions the bus begins (watermill-sql's consume transactions)
+// and those handed to Defer run what waits for their commit (AfterCommit)
+// once committed. On PostgreSQL they also do not NOTIFY themselves, which
 // would queue their commits on the server's notify lock (see
 // pglisten.Notifier): they remember the topics published through them and,
 // once committed, wake this process's subscribers at once and have the
@@ -79,9 +78,8 @@ func (t *busTx) forget() {
 }
 
 // AfterCommit runs fn once exec has committed, when exec is a transaction
-// the bus began (a consume transaction on PostgreSQL) or a Deferred's; it
-// reports false for any other exec, which the caller must then handle
-// another way (such as a NOTIFY in the transaction).
+// the bus began (a consume transaction) or a Deferred's; it reports false
+// for any other exec.
 func AfterCommit(exec wmsql.ContextExecutor, fn func()) bool {
 	t, ok := exec.(*busTx)
 	if !ok {
@@ -136,12 +134,7 @@ func (b *Bus) Defer(tx *sql.Tx) *Deferred {
 }
 
 // Exec is the transaction to publish through (Publisher) and to write with.
-func (d *Deferred) Exec() wmsql.Tx {
-	if d.tx.bus.db.Dialect != sqldb.Postgres {
-		return d.tx.Tx // SQLite wakes at publish: the write lock orders it
-	}
-	return d.tx
-}
+func (d *Deferred) Exec() wmsql.Tx { return d.tx }
 
 // Committed announces what was published through the transaction and
 // runs what waited for its commit.
