@@ -28,6 +28,10 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
+// DedupTable is the table of this side's dedup keys (created by its
+// migrations), which retention prunes.
+const DedupTable = "interior_dedup"
+
 // Config tunes the interior.
 type Config struct {
 	// MaxAttempts bounds the attempts of a step before it is given up.
@@ -105,7 +109,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Interior, err
 		metrics: wmx.NewHandlerMetrics(cfg.Metrics),
 		db:      db, bus: b, log: log.With("component", "interior"), cfg: cfg,
 		catalog:  catalog.Default(),
-		dedup:    wmx.DedupRepository{Dialect: db.Dialect, Table: "interior_dedup"},
+		dedup:    wmx.DedupRepository{Dialect: db.Dialect, Table: DedupTable},
 		provider: cfg.Provider,
 		payWake:  make(chan struct{}, 1),
 	}

@@ -31,6 +31,10 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
+// DedupTable is the table of this side's dedup keys (created by its
+// migrations), which retention prunes.
+const DedupTable = "edge_dedup"
+
 // Config tunes the edge.
 type Config struct {
 	// Static is the built front end; nil serves the API alone.
@@ -115,7 +119,7 @@ func New(db *sqldb.DB, b *bus.Bus, log *slog.Logger, cfg Config) (*Server, error
 	}
 	s := &Server{
 		db: db, bus: b, log: log.With("component", "edge"), cfg: cfg, catalog: catalog.Default(), hub: newHub(),
-		dedup:   wmx.DedupRepository{Dialect: db.Dialect, Table: "edge_dedup"},
+		dedup:   wmx.DedupRepository{Dialect: db.Dialect, Table: DedupTable},
 		limiter: newRateLimiter(cfg.AuthRate, time.Minute),
 	}
 	if cfg.Metrics == nil {

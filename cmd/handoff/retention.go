@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"time"
 
+	"handoff/interior"
 	"handoff/pkg/bus"
 	"handoff/pkg/envelope"
 	"handoff/pkg/sqldb"
 	"handoff/pkg/wmx"
+	"handoff/server"
 )
 
 const (
@@ -40,10 +42,10 @@ func pruneOnce(ctx context.Context, cfg config, db *sqldb.DB, b *bus.Bus, log *s
 		} else if n > 0 {
 			log.Info("pruned processed messages", "deleted", n)
 		}
-		tables = append(tables, "interior_dedup")
+		tables = append(tables, interior.DedupTable)
 	}
 	if cfg.runsEdge() {
-		tables = append(tables, "edge_dedup")
+		tables = append(tables, server.DedupTable)
 	}
 	for _, table := range tables {
 		if n, err := wmx.PruneDedup(ctx, db, table, cfg.DedupRetention, pruneBatch); err != nil {

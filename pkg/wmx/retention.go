@@ -11,16 +11,6 @@ import (
 	"handoff/pkg/sqldb"
 )
 
-// nowMillis is the SQL expression for the database's current time in
-// milliseconds since the Unix epoch. On PostgreSQL it is the transaction's
-// start, on SQLite the statement's.
-func nowMillis(d sqldb.Dialect) string {
-	if d == sqldb.Postgres {
-		return `CAST(floor(extract(epoch FROM now()) * 1000) AS BIGINT)`
-	}
-	return `CAST(round(unixepoch('now', 'subsec') * 1000) AS INTEGER)`
-}
-
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // PruneDedup deletes the keys of a dedup table that are older than
@@ -46,7 +36,7 @@ func PruneDedup(ctx context.Context, db *sqldb.DB, table string, olderThan time.
 	// write lock, on PostgreSQL its transaction id holds back the delivery
 	// of every topic.
 	query := db.Q(`DELETE FROM ` + table + ` WHERE key IN (
-		SELECT key FROM ` + table + ` WHERE processed_at < ` + nowMillis(db.Dialect) + ` - $1 LIMIT $2)`)
+		SELECT key FROM ` + table + ` WHERE processed_at < ` + db.Dialect.NowMillis() + ` - $1 LIMIT $2)`)
 	var deleted int64
 	for {
 		var n int64

@@ -40,7 +40,7 @@ func TestPruneDedup(t *testing.T) {
 		})
 		// Written by the database's clock: as old as the database says now.
 		var skew int64
-		if err := db.QueryRow(`SELECT max(processed_at) - ` + dbNowMillis(db) + ` FROM ` + dedupTable).Scan(&skew); err != nil {
+		if err := db.QueryRow(`SELECT max(processed_at) - ` + db.Dialect.NowMillis() + ` FROM ` + dedupTable).Scan(&skew); err != nil {
 			t.Fatal(err)
 		}
 		if skew < -5000 || skew > 0 {
@@ -81,7 +81,7 @@ func TestPruneDedupInBatches(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := db.Exec(`INSERT INTO ` + dedupTable + ` (key, processed_at) VALUES ('fresh', ` + dbNowMillis(db) + `)`); err != nil {
+		if _, err := db.Exec(`INSERT INTO ` + dedupTable + ` (key, processed_at) VALUES ('fresh', ` + db.Dialect.NowMillis() + `)`); err != nil {
 			t.Fatal(err)
 		}
 		deleted, err := wmx.PruneDedup(context.Background(), db, dedupTable, time.Hour, 10)
@@ -151,13 +151,6 @@ func consumer(t *testing.T, db *sqldb.DB) func(fn func(ctx context.Context)) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func dbNowMillis(db *sqldb.DB) string {
-	if db.Dialect == sqldb.Postgres {
-		return `CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)`
-	}
-	return `CAST(round(unixepoch('now', 'subsec') * 1000) AS INTEGER)`
 }
 
 func keys(t *testing.T, db *sqldb.DB) []string {

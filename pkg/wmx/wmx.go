@@ -77,7 +77,7 @@ func (r DedupRepository) IsDuplicate(ctx context.Context, key string) (bool, err
 	// cannot abort the surrounding transaction. processed_at comes from the
 	// database's clock, the one PruneDedup measures the window by, so
 	// processes with skewed clocks agree on a key's age.
-	res, err := tx.ExecContext(ctx, r.Dialect.Q(`INSERT INTO `+r.Table+` (key, processed_at) VALUES ($1, `+nowMillis(r.Dialect)+`) ON CONFLICT (key) DO NOTHING`),
+	res, err := tx.ExecContext(ctx, r.Dialect.Q(`INSERT INTO `+r.Table+` (key, processed_at) VALUES ($1, `+r.Dialect.NowMillis()+`) ON CONFLICT (key) DO NOTHING`),
 		key)
 	if err != nil {
 		return false, fmt.Errorf("dedup %s: %w", key, err)
@@ -104,7 +104,7 @@ func (r DedupRepository) Fresh(ctx context.Context, tx *sql.Tx, keys []string) (
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		fmt.Fprintf(&q, "($%d, %s)", i+1, nowMillis(r.Dialect))
+		fmt.Fprintf(&q, "($%d, %s)", i+1, r.Dialect.NowMillis())
 		args[i] = k
 	}
 	q.WriteString(` ON CONFLICT (key) DO NOTHING RETURNING key`)
