@@ -52,11 +52,13 @@ func (in *Interior) reserveStock(msg *message.Message) error {
 	ctx, src := msg.Context(), refOf(msg)
 	skus, qty, names := wanted(order.Lines)
 	var short []string
+	released := map[string]int64{}
 	for _, sku := range skus {
-		left, err := in.available(ctx, tx, sku)
+		left, rel, err := in.available(ctx, tx, sku)
 		if err != nil {
 			return err
 		}
+		released[sku] = rel
 		if left < qty[sku] {
 			short = append(short, fmt.Sprintf("%s: %d wanted, %d left", names[sku], qty[sku], left))
 		}
@@ -66,7 +68,7 @@ func (in *Interior) reserveStock(msg *message.Message) error {
 		return in.fail(tx, src, name, envelope.StepReserve, 1, reason)
 	}
 	for _, sku := range skus {
-		if err := in.take(ctx, tx, sku, qty[sku]); err != nil {
+		if err := in.take(ctx, tx, sku, qty[sku], released[sku]); err != nil {
 			return err
 		}
 	}
@@ -82,23 +84,11 @@ func (in *Interior) reserveStock(msg *message.Message) error {
 	return in.stepDone(tx, src, name, envelope.StepReserve, 1, envelope.TopicOrderReserved, out)
 }
 
-// take reserves n of a SKU, folding the releases seen so far into its
-// stock row. Release rows are never changed once written, so deleting the
-// ones this transaction sees cannot conflict; one written since is not
-// seen, not deleted, and counted next time.
-func (in *Interior) take(ctx context.Context, tx wmsql.ContextExecutor, sku string, n int64) error {
-	rows, err := tx.QueryContext(ctx, in.db.Q(`SELECT COALESCE(sum(quantity), 0) FROM stock_releases WHERE sku = $1`), sku)
-	if err != nil {
-		return fmt.Errorf("read releases of %s: %w", sku, err)
-	}
-	var released int64
-	if rows.Next() {
-		err = rows.Scan(&released)
-	}
-	rows.Close()
-	if err != nil {
-		return err
-	}
+// take reserves n of a SKU, folding into its stock row the releases that
+// available read in this transaction. Release rows are never changed once
+// written, so deleting the ones this transaction sees cannot conflict; one
+// written since is not seen, not deleted, and counted next time.
+func (in *Interior) take(ctx context.Context, tx wmsql.ContextExecutor, sku string, n, released int64) error {
 	if released > 0 {
 		if _, err := tx.ExecContext(ctx, in.db.Q(`DELETE FROM stock_releases WHERE sku = $1`), sku); err != nil {
 			return fmt.Errorf("fold releases of %s: %w", sku, err)
@@ -110,23 +100,25 @@ func (in *Interior) take(ctx context.Context, tx wmsql.ContextExecutor, sku stri
 	return nil
 }
 
-func (in *Interior) available(ctx context.Context, tx wmsql.ContextExecutor, sku string) (int64, error) {
-	q := `SELECT available + COALESCE((SELECT sum(quantity) FROM stock_releases r WHERE r.sku = stock.sku), 0) FROM stock WHERE sku = $1`
+// available reads what is left of a SKU, releases included, and the sum
+// of those releases.
+func (in *Interior) available(ctx context.Context, tx wmsql.ContextExecutor, sku string) (left, released int64, err error) {
+	q := `SELECT available, COALESCE((SELECT sum(quantity) FROM stock_releases r WHERE r.sku = stock.sku), 0) FROM stock WHERE sku = $1`
 	if in.db.Dialect == "postgres" {
 		q += ` FOR UPDATE OF stock`
 	}
 	rows, err := tx.QueryContext(ctx, in.db.Q(q), sku)
 	if err != nil {
-		return 0, fmt.Errorf("read stock of %s: %w", sku, err)
+		return 0, 0, fmt.Errorf("read stock of %s: %w", sku, err)
 	}
 	defer rows.Close()
-	var n int64
+	var stock int64
 	if rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return 0, err
+		if err := rows.Scan(&stock, &released); err != nil {
+			return 0, 0, err
 		}
 	}
-	return n, nil
+	return stock + released, released, nil
 }
 
 // releaseStock gives a run's reserved stock back (compensation), as rows of
