@@ -48,21 +48,13 @@ func newBus(tb testing.TB, url string, opts bus.Options, topics ...string) (*bus
 
 func subscribe(tb testing.TB, b *bus.Bus, group, topic string) <-chan *message.Message {
 	tb.Helper()
-	sub, err := b.Subscriber(group)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = sub.Close() })
-	msgs, err := sub.Subscribe(context.Background(), topic)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	msgs, _ := openSub(tb, b, group, topic)
 	return msgs
 }
 
 // publishTx publishes payloads in one transaction and commits it or rolls it
-// back.
-func publishTx(tb testing.TB, b *bus.Bus, db *sqldb.DB, topic string, commit bool, payloads ...string) {
+// back; it returns the messages' ids.
+func publishTx(tb testing.TB, b *bus.Bus, db *sqldb.DB, topic string, commit bool, payloads ...string) []string {
 	tb.Helper()
 	tx, err := db.Begin()
 	if err != nil {
@@ -73,28 +65,39 @@ func publishTx(tb testing.TB, b *bus.Bus, db *sqldb.DB, topic string, commit boo
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var ids []string
 	for _, p := range payloads {
-		if err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte(p))); err != nil {
+		id := watermill.NewUUID()
+		if err := pub.Publish(topic, message.NewMessage(id, []byte(p))); err != nil {
 			tb.Fatal(err)
 		}
+		ids = append(ids, id)
 	}
 	if !commit {
-		return
+		return ids
 	}
 	if err := tx.Commit(); err != nil {
 		tb.Fatal(err)
 	}
+	return ids
 }
 
 // receive acks and returns the next message, failing after within.
 func receive(tb testing.TB, msgs <-chan *message.Message, within time.Duration) *message.Message {
+	tb.Helper()
+	m := await(tb, msgs, within)
+	m.Ack()
+	return m
+}
+
+// await returns the next message without acking it, failing after within.
+func await(tb testing.TB, msgs <-chan *message.Message, within time.Duration) *message.Message {
 	tb.Helper()
 	select {
 	case m, ok := <-msgs:
 		if !ok {
 			tb.Fatal("messages channel closed")
 		}
-		m.Ack()
 		return m
 	case <-time.After(within):
 		tb.Fatalf("no message within %v", within)

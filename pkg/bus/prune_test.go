@@ -238,42 +238,13 @@ func wantRead(tb testing.TB, read <-chan []string, want ...string) {
 
 func receiveNoAck(tb testing.TB, msgs <-chan *message.Message) *message.Message {
 	tb.Helper()
-	select {
-	case m, ok := <-msgs:
-		if !ok {
-			tb.Fatal("messages channel closed")
-		}
-		return m
-	case <-time.After(10 * time.Second):
-		tb.Fatal("no message within 10s")
-		return nil
-	}
+	return await(tb, msgs, 10*time.Second)
 }
 
 // publish commits the payloads in one transaction and returns their ids.
 func publish(tb testing.TB, b *bus.Bus, db *sqldb.DB, topic string, payloads ...string) []string {
 	tb.Helper()
-	tx, err := db.Begin()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	pub, err := b.Publisher(wmsql.TxFromStdSQL(tx))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ids []string
-	for _, p := range payloads {
-		id := watermill.NewUUID()
-		if err := pub.Publish(topic, message.NewMessage(id, []byte(p))); err != nil {
-			tb.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := tx.Commit(); err != nil {
-		tb.Fatal(err)
-	}
-	return ids
+	return publishTx(tb, b, db, topic, true, payloads...)
 }
 
 // backdate makes messages two hours old in the database's terms.
