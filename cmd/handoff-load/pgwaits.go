@@ -125,44 +125,78 @@ func (w *waitSampler) stop() string {
 // xmin, which is cluster-wide: one such transaction anywhere holds back
 // every handoff subscriber until it ends, and the figures with it.
 func horizonHolders(ctx context.Context, c *child) string {
-	if c.Backend != "postgres" {
-		return ""
-	}
-	db, err := sql.Open("pgx", c.DBURL)
-	if err != nil {
-		return ""
-	}
-	defer db.Close()
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	rows, err := db.QueryContext(qctx, `SELECT pid, coalesce(datname, ''), coalesce(application_name, ''), coalesce(state, ''),
+	return withPG(ctx, c, func(qctx context.Context, db *sql.DB) string {
+		rows, err := db.QueryContext(qctx, `SELECT pid, coalesce(datname, ''), coalesce(application_name, ''), coalesce(state, ''),
 			extract(epoch FROM now() - xact_start)::float8
 		FROM pg_stat_activity
 		WHERE datname IS DISTINCT FROM current_database() AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
 		AND xact_start < now() - interval '1 second' ORDER BY xact_start LIMIT 3`)
-	if err != nil {
-		return ""
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var pid int
-		var db, app, state string
-		var age float64
-		if rows.Scan(&pid, &db, &app, &state, &age) == nil {
-			out = append(out, fmt.Sprintf("pid %d (database %s, %s, %s) open %.0fs", pid, db, app, state, age))
+		if err != nil {
+			return ""
 		}
-	}
-	if len(out) == 0 {
-		return ""
-	}
-	return "transactions of other databases hold back the cluster's xmin horizon: " + strings.Join(out, "; ")
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var pid int
+			var db, app, state string
+			var age float64
+			if rows.Scan(&pid, &db, &app, &state, &age) == nil {
+				out = append(out, fmt.Sprintf("pid %d (database %s, %s, %s) open %.0fs", pid, db, app, state, age))
+			}
+		}
+		if len(out) == 0 {
+			return ""
+		}
+		return "transactions of other databases hold back the cluster's xmin horizon: " + strings.Join(out, "; ")
+	})
 }
 
 // pgBacklog counts, for every consumer group of every topic, the messages
 // not yet acknowledged: taken at the end of a step it shows which stage of
 // the pipeline falls behind.
 func pgBacklog(ctx context.Context, c *child) string {
+	return withPG(ctx, c, func(qctx context.Context, db *sql.DB) string {
+		rows, err := db.QueryContext(qctx, `SELECT substr(tablename, length('watermill_offsets_') + 1) FROM pg_tables
+		WHERE schemaname = current_schema() AND tablename LIKE 'watermill\_offsets\_%' ORDER BY 1`)
+		if err != nil {
+			return ""
+		}
+		var topics []string
+		for rows.Next() {
+			var t string
+			if rows.Scan(&t) == nil {
+				topics = append(topics, t)
+			}
+		}
+		rows.Close()
+		var parts []string
+		for _, t := range topics {
+			q := fmt.Sprintf(`SELECT o.consumer_group, (SELECT count(*) FROM %q m WHERE m."offset" > o.offset_acked)
+			FROM %q o ORDER BY 1`, "watermill_"+t, "watermill_offsets_"+t)
+			r, err := db.QueryContext(qctx, q)
+			if err != nil {
+				continue
+			}
+			for r.Next() {
+				var group string
+				var n int64
+				if r.Scan(&group, &n) == nil {
+					parts = append(parts, fmt.Sprintf("%s/%s=%d", t, group, n))
+				}
+			}
+			r.Close()
+		}
+		if len(parts) == 0 {
+			return ""
+		}
+		return "unacked messages at the end of the step: " + strings.Join(parts, " ")
+	})
+}
+
+// withPG runs fn with a connection to a PostgreSQL child's database and a
+// 5 s deadline; it returns "" for a SQLite child or when the database
+// cannot be opened.
+func withPG(ctx context.Context, c *child, fn func(ctx context.Context, db *sql.DB) string) string {
 	if c.Backend != "postgres" {
 		return ""
 	}
@@ -173,38 +207,5 @@ func pgBacklog(ctx context.Context, c *child) string {
 	defer db.Close()
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	rows, err := db.QueryContext(qctx, `SELECT substr(tablename, length('watermill_offsets_') + 1) FROM pg_tables
-		WHERE schemaname = current_schema() AND tablename LIKE 'watermill\_offsets\_%' ORDER BY 1`)
-	if err != nil {
-		return ""
-	}
-	var topics []string
-	for rows.Next() {
-		var t string
-		if rows.Scan(&t) == nil {
-			topics = append(topics, t)
-		}
-	}
-	rows.Close()
-	var parts []string
-	for _, t := range topics {
-		q := fmt.Sprintf(`SELECT o.consumer_group, (SELECT count(*) FROM %q m WHERE m."offset" > o.offset_acked)
-			FROM %q o ORDER BY 1`, "watermill_"+t, "watermill_offsets_"+t)
-		r, err := db.QueryContext(qctx, q)
-		if err != nil {
-			continue
-		}
-		for r.Next() {
-			var group string
-			var n int64
-			if r.Scan(&group, &n) == nil {
-				parts = append(parts, fmt.Sprintf("%s/%s=%d", t, group, n))
-			}
-		}
-		r.Close()
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "unacked messages at the end of the step: " + strings.Join(parts, " ")
+	return fn(qctx, db)
 }
