@@ -2,7 +2,6 @@ package interior_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"handoff/interior"
@@ -81,16 +79,7 @@ func startInterior(t *testing.T, url string, cfg interior.Config) *rig {
 
 func (r *rig) publish(topic string, msgs ...*message.Message) {
 	r.t.Helper()
-	err := r.db.InTx(context.Background(), func(tx *sql.Tx) error {
-		pub, err := r.bus.Publisher(wmsql.TxFromStdSQL(tx))
-		if err != nil {
-			return err
-		}
-		return pub.Publish(topic, msgs...)
-	})
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	bustest.Publish(r.t, r.bus, r.db, topic, msgs...)
 }
 
 // outcome waits for the outcome of one run of an operation.

@@ -1,13 +1,10 @@
 package server_test
 
 import (
-	"context"
-	"database/sql"
 	"testing"
 	"time"
 
-	wmsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-
+	"handoff/pkg/bus/bustest"
 	"handoff/pkg/envelope"
 )
 
@@ -19,16 +16,7 @@ func (e *edge) interiorSays(t *testing.T, id string, ev envelope.StatusChanged) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.db.InTx(context.Background(), func(tx *sql.Tx) error {
-		pub, err := e.bus.Publisher(wmsql.TxFromStdSQL(tx))
-		if err != nil {
-			return err
-		}
-		return pub.Publish(envelope.TopicOperationStatus, msg)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bustest.Publish(t, e.bus, e.db, envelope.TopicOperationStatus, msg)
 }
 
 // submittedDraft makes a one-item draft, submits it and returns the draft

@@ -52,19 +52,25 @@ func Drain(tb testing.TB, b *bus.Bus, db *sqldb.DB, topic string) []*message.Mes
 			}
 		}
 	}()
-	err = db.InTx(ctx, func(tx *sql.Tx) error {
-		pub, err := b.Publisher(wmsql.TxFromStdSQL(tx))
-		if err != nil {
-			return err
-		}
-		return pub.Publish(topic, marker)
-	})
-	if err != nil {
-		tb.Fatal(fmt.Errorf("write marker: %w", err))
-	}
+	Publish(tb, b, db, topic, marker)
 	out := <-got
 	if out == nil && ctx.Err() != nil {
 		tb.Fatalf("the marker never arrived on %s", topic)
 	}
 	return out
+}
+
+// Publish writes msgs to a topic in one transaction of their own.
+func Publish(tb testing.TB, b *bus.Bus, db *sqldb.DB, topic string, msgs ...*message.Message) {
+	tb.Helper()
+	err := db.InTx(context.Background(), func(tx *sql.Tx) error {
+		pub, err := b.Publisher(wmsql.TxFromStdSQL(tx))
+		if err != nil {
+			return err
+		}
+		return pub.Publish(topic, msgs...)
+	})
+	if err != nil {
+		tb.Fatal(fmt.Errorf("publish to %s: %w", topic, err))
+	}
 }
