@@ -9,7 +9,7 @@
 // products no other test of this file touches.
 
 import type { Page } from "@playwright/test";
-import { test, expect, ui, newDraft, openDraftOf, addItem, draftLink, draftOf, operationsOf } from "./fixtures";
+import { test, expect, ui, sharedDraft, draftLink, draftOf, operationsOf } from "./fixtures";
 
 test.use({ serverFlags: ["--payment-decline-above", "500000"] });
 
@@ -45,10 +45,7 @@ test("an order that runs out of stock fails with the reason, opens for editing a
   const b = bob.page;
   const title = "Fruit for the whole floor";
   const fruit = "Fruit box, 5 kg";
-  const draftId = await newDraft(a, title);
-  await ui.quantity(await addItem(a, fruit)).fill("41");
-  await expect(ui.saveState(a)).toHaveText("All changes saved");
-  await openDraftOf(b, a);
+  const draftId = await sharedDraft(a, b, title, [[fruit, "41"]]);
   await expect(ui.quantity(ui.row(b, fruit))).toHaveValue("41");
 
   // 41 boxes, 40 in stock.
@@ -109,12 +106,11 @@ test("a declined payment fails with the reason, releases the stock, and the draf
   const title = "Offsite snacks and coffee";
   const nuts = "Mixed nuts, 1 kg";
   const beans = "Espresso beans, 1 kg";
-  const draftId = await newDraft(a, title);
   // Every bag of nuts there is (80), and coffee enough to go over €5,000.
-  await ui.quantity(await addItem(a, nuts)).fill("80");
-  await ui.quantity(await addItem(a, beans)).fill("200");
-  await expect(ui.saveState(a)).toHaveText("All changes saved");
-  await openDraftOf(b, a);
+  const draftId = await sharedDraft(a, b, title, [
+    [nuts, "80"],
+    [beans, "200"],
+  ]);
   await expect(ui.draft(b)).toContainText("Total €6,380.00");
 
   await ui.submit(a).click();

@@ -200,6 +200,20 @@ export async function openDraftOf(page: Page, other: Page): Promise<void> {
   await expect(ui.connection(page)).toHaveText("Connected");
 }
 
+/**
+ * sharedDraft makes a draft on a with the given [product, quantity] items,
+ * waits until they are saved and opens the same draft on b.
+ */
+export async function sharedDraft(a: Page, b: Page, title: string, items: [string, string][]): Promise<string> {
+  const draftId = await newDraft(a, title);
+  for (const [product, quantity] of items) {
+    await ui.quantity(await addItem(a, product)).fill(quantity);
+  }
+  await expect(ui.saveState(a)).toHaveText("All changes saved");
+  await openDraftOf(b, a);
+  return draftId;
+}
+
 /** addItem adds one of a product and waits until it shows. */
 export async function addItem(page: Page, productName: string): Promise<Locator> {
   await ui.product(page).selectOption({ label: productName });

@@ -6,7 +6,7 @@
 // calls of every operation, and takes a moment over each call, so each try
 // is on screen for a while.
 
-import { test, expect, ui, newDraft, openDraftOf, addItem, draftLink, operationsOf, watchSubmissions } from "./fixtures";
+import { test, expect, ui, sharedDraft, draftLink, operationsOf, watchSubmissions } from "./fixtures";
 
 test.use({ serverFlags: ["--payment-fail-first", "2", "--payment-latency", "150ms"] });
 
@@ -17,10 +17,7 @@ test("a payment that fails twice is tried again until it goes through, and every
   const a = alice.page;
   const b = bob.page;
   const title = "Cables for the meeting rooms";
-  const draftId = await newDraft(a, title);
-  await ui.quantity(await addItem(a, "USB-C cable, 2 m")).fill("6");
-  await expect(ui.saveState(a)).toHaveText("All changes saved");
-  await openDraftOf(b, a);
+  const draftId = await sharedDraft(a, b, title, [["USB-C cable, 2 m", "6"]]);
   await expect(ui.draft(b)).toContainText("Total €89.40");
   const seen = { alice: await watchSubmissions(a), bob: await watchSubmissions(b) };
 

@@ -12,9 +12,7 @@ import {
   test,
   expect,
   ui,
-  newDraft,
-  openDraftOf,
-  addItem,
+  sharedDraft,
   draftLink,
   draftOf,
   operationsOf,
@@ -52,10 +50,7 @@ test("a payment that stays unavailable is offered for retry to every member, and
   const a = alice.page;
   const b = bob.page;
   const title = "Batteries for the lab";
-  const draftId = await newDraft(a, title);
-  await ui.quantity(await addItem(a, "AA batteries, 24 pack")).fill("3");
-  await expect(ui.saveState(a)).toHaveText("All changes saved");
-  await openDraftOf(b, a);
+  const draftId = await sharedDraft(a, b, title, [["AA batteries, 24 pack", "3"]]);
   await expect(ui.draft(b)).toContainText("Total €47.97");
 
   const failed = await submitUntilUnavailable(a, [a, b], title, draftId);
@@ -122,10 +117,7 @@ test("once the draft has changed after the failure, Retry is no longer offered a
   const b = bob.page;
   const title = "Whiteboard supplies";
   const markers = "Whiteboard markers, 4 colours";
-  const draftId = await newDraft(a, title);
-  await ui.quantity(await addItem(a, markers)).fill("2");
-  await expect(ui.saveState(a)).toHaveText("All changes saved");
-  await openDraftOf(b, a);
+  const draftId = await sharedDraft(a, b, title, [[markers, "2"]]);
   await expect(ui.quantity(ui.row(b, markers))).toHaveValue("2");
   const failed = await submitUntilUnavailable(a, [a, b], title, draftId);
 
